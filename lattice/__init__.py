@@ -1,0 +1,48 @@
+"""lattice: forward, backward and best path over any time-synchronous alignment graph.
+
+The pieces, in the order data flows through them: a builder (``lattice.build``) or
+``GraphBuilder`` makes a :class:`Graph` per example; :func:`batch` pads many graphs
+into a :class:`GraphBatch`; :func:`forward`, :func:`forward_backward` and
+:func:`viterbi` run the compiled kernels on emissions of shape (B, T, C).
+"""
+
+try:
+    from . import _core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on how lattice was installed
+    raise ImportError(
+        "lattice's compiled kernels (lattice._core) are missing. Install the package "
+        "with `pip install .` (or `pip install -e .`) so the Cython extension is "
+        "built; if you did, make sure you are not importing the source folder by "
+        f"running Python from the repository root. Original error: {exc}"
+    ) from exc
+
+from . import registry
+from ._threads import get_num_threads, openmp_enabled, set_num_threads
+from .batch import GraphBatch, batch
+from .engine import Alignment, ForwardBackward, forward, forward_backward, viterbi
+from .graph import Graph, GraphBuilder
+from .registry import UnknownGraphError, available_graphs, build, register
+from .semiring import SEMIRINGS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Alignment",
+    "ForwardBackward",
+    "Graph",
+    "GraphBatch",
+    "GraphBuilder",
+    "SEMIRINGS",
+    "UnknownGraphError",
+    "available_graphs",
+    "batch",
+    "build",
+    "forward",
+    "forward_backward",
+    "get_num_threads",
+    "openmp_enabled",
+    "register",
+    "registry",
+    "set_num_threads",
+    "viterbi",
+]

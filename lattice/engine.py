@@ -1,0 +1,440 @@
+"""The numpy API of the engine: forward, forward_backward and viterbi.
+
+Each function validates its inputs once, resolves the thread count, allocates every
+buffer the kernel needs, and calls one compiled kernel specialised for the semiring
+and dtype (see ``_core.pyx.tp``). Nothing here loops over frames or states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from . import _core
+from ._threads import get_num_threads
+from .batch import GraphBatch, batch
+from .graph import Graph
+from .semiring import get_semiring
+
+__all__ = ["forward", "forward_backward", "viterbi", "Alignment", "ForwardBackward"]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class _Problem(NamedTuple):
+    """Validated inputs, in the form the kernels read."""
+
+    emissions: np.ndarray  # (B, T, C), float32/float64, last axis contiguous
+    batch: GraphBatch
+    lengths: np.ndarray  # (B,) int64
+    order: np.ndarray  # (B,) int64, longest work first
+    weight: np.ndarray  # (B, T, A_max), time stride 0 if time-independent
+    time_dependent: bool
+    start: np.ndarray  # (B, S_max)
+    final: np.ndarray  # (B, S_max)
+    num_threads: int
+
+
+def _check_emissions(emissions):
+    if not isinstance(emissions, np.ndarray):
+        if type(emissions).__module__.split(".")[0] in ("torch", "cupy"):
+            raise TypeError(
+                "emissions must be a numpy array here; use lattice.torch for tensors"
+            )
+        emissions = np.asarray(emissions)
+    if emissions.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"emissions must be float32 or float64, got dtype {emissions.dtype}"
+        )
+    if emissions.ndim != 3:
+        raise ValueError(
+            f"emissions must have shape (batch, frames, classes), got {emissions.shape}"
+        )
+    if emissions.strides[2] != emissions.itemsize or emissions.shape[2] == 0:
+        emissions = np.ascontiguousarray(emissions)
+    return emissions
+
+
+def _check_lengths(lengths, size, frames):
+    if lengths is None:
+        return np.full(size, frames, dtype=np.int64)
+    arr = np.asarray(lengths)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (size,):
+        raise ValueError(f"lengths must have shape ({size},), got {arr.shape}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() > frames):
+        raise ValueError(
+            f"lengths must lie in [0, {frames}] (the number of frames), "
+            f"got values in [{arr.min()}, {arr.max()}]"
+        )
+    return arr
+
+
+def _check_log_weights(name, values, shape, dtype):
+    arr = np.asarray(values)
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN")
+    if np.isposinf(arr).any():
+        raise ValueError(f"{name} contains +inf (log-weights may be -inf, never +inf)")
+    return arr
+
+
+def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights):
+    emissions = _check_emissions(emissions)
+    size, frames, classes = emissions.shape
+    if isinstance(graphs, Graph):
+        graphs = [graphs] * size
+    gb = batch(graphs)
+    if len(gb) != size:
+        raise ValueError(
+            f"got {len(gb)} graphs for a batch of {size} examples (emissions.shape[0])"
+        )
+    if gb.max_label >= classes:
+        b = int(np.argmax((gb.labels >= classes).any(axis=1)))
+        raise ValueError(
+            f"graph {b} uses label {int(gb.labels[b].max())}, but emissions have only "
+            f"{classes} classes (labels must be < emissions.shape[2])"
+        )
+    lengths = _check_lengths(lengths, size, frames)
+    dtype = emissions.dtype
+    weight, start, final = gb.weights_as(dtype)
+    time_dependent = False
+    a_max = gb.max_arcs
+    if arc_weights is not None:
+        arr = np.asarray(arc_weights)
+        time_dependent = arr.ndim == 3
+        shape = (size, frames, a_max) if time_dependent else (size, a_max)
+        weight = _check_log_weights("arc_weights", arr, shape, dtype)
+    if not time_dependent:
+        # the kernels index weight[b, t, a]; a zero time stride reads row b every frame
+        weight = as_strided(
+            weight,
+            shape=(size, max(frames, 1), a_max),
+            strides=(weight.strides[0], 0, weight.strides[1]),
+            writeable=False,
+        )
+    if start_weights is not None:
+        start = _check_log_weights("start_weights", start_weights, start.shape, dtype)
+    if final_weights is not None:
+        final = _check_log_weights("final_weights", final_weights, final.shape, dtype)
+    work = lengths * (gb.num_states.astype(np.int64) + gb.num_arcs)
+    order = np.argsort(-work, kind="stable").astype(np.int64)
+    num_threads = max(1, min(get_num_threads(), size))
+    return _Problem(
+        emissions, gb, lengths, order, weight, time_dependent, start, final, num_threads
+    )
+
+
+def _kernel(name):
+    return getattr(_core, name)
+
+
+def _raise_if_nan(scores):
+    bad = np.flatnonzero(np.isnan(scores))
+    if bad.size:
+        raise FloatingPointError(
+            "the score of example(s) "
+            f"{bad[:10].tolist()} is NaN: emissions contain NaN or +inf at frames "
+            "and classes these graphs use"
+        )
+
+
+def forward(
+    emissions,
+    graphs,
+    lengths=None,
+    semiring="log",
+    *,
+    arc_weights=None,
+    start_weights=None,
+    final_weights=None,
+):
+    """Total score of every example's graph under a semiring.
+
+    Under ``"log"`` this is the log-partition ``log Z`` (logsumexp over all paths);
+    under ``"max"`` the score of the best path. Not differentiable by itself: see
+    :func:`forward_backward` for gradients.
+
+    Parameters
+    ----------
+    emissions : ndarray of float32 or float64, shape (B, T, C)
+        Per-frame scores, usually log-probabilities. Computation happens in this
+        dtype. Any strides are accepted; a copy is made only if the class axis is not
+        contiguous.
+    graphs : sequence of Graph, GraphBatch, or Graph
+        One graph per example (a single ``Graph`` is used for every example).
+    lengths : array_like of int, shape (B,), optional
+        Number of valid frames per example (default ``T``). A length of 0 scores
+        ``-inf``.
+    semiring : {"log", "max"}
+    arc_weights : array_like, shape (B, A_max) or (B, T, A_max), optional
+        Replace the graphs' arc weights. With a time axis, ``arc_weights[b, t, a]`` is
+        the score of taking arc ``a`` into frame ``t`` (row ``t = 0`` is unused).
+    start_weights, final_weights : array_like, shape (B, S_max), optional
+        Replace the graphs' start / final weights.
+
+    Returns
+    -------
+    ndarray, shape (B,)
+        Scores in the emissions' dtype; ``-inf`` where no path fits the length.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad dtype, shape, length, or a label outside ``[0, C)``.
+    FloatingPointError
+        If a score is NaN (emissions hold NaN or ``+inf`` where the graph reads them).
+
+    Examples
+    --------
+    The segmentation of two symbols over 3 frames has C(2, 1) = 2 paths; with zero
+    emissions, log Z = log 2:
+
+    >>> import numpy as np, lattice
+    >>> g = lattice.build("segmentation", [0, 1])
+    >>> float(lattice.forward(np.zeros((1, 3, 2)), [g])[0]) == float(np.log(2))
+    True
+    >>> float(lattice.forward(np.zeros((1, 3, 2)), [g], semiring="max")[0])
+    0.0
+    """
+    sr = get_semiring(semiring)
+    p = _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights)
+    size = p.emissions.shape[0]
+    dtype = p.emissions.dtype
+    scores = np.empty(size, dtype=dtype)
+    if size == 0:
+        return scores
+    gb = p.batch
+    scratch = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
+    _kernel(f"forward_{sr.name}_{dtype.name}")(
+        p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
+        gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
+        scratch, scores, p.num_threads,
+    )  # fmt: skip
+    _raise_if_nan(scores)
+    return scores
+
+
+class ForwardBackward(NamedTuple):
+    """Result of :func:`forward_backward`: ``log Z`` and its gradients.
+
+    Attributes
+    ----------
+    score : ndarray, shape (B,)
+        log Z per example (``-inf`` where no path fits; its gradients are then 0).
+    emission_grad : ndarray, shape (B, T, C)
+        d log Z / d emissions: the posterior mass of each class at each frame.
+    arc_grad : ndarray, shape (B, A_max) or (B, T, A_max)
+        d log Z / d arc weights: the expected number of times each arc is taken
+        (per frame when the arc weights were time-dependent).
+    start_grad, final_grad : ndarray, shape (B, S_max)
+        Posterior of starting / ending in each state.
+    """
+
+    score: np.ndarray
+    emission_grad: np.ndarray
+    arc_grad: np.ndarray
+    start_grad: np.ndarray
+    final_grad: np.ndarray
+
+
+def forward_backward(
+    emissions,
+    graphs,
+    lengths=None,
+    *,
+    arc_weights=None,
+    start_weights=None,
+    final_weights=None,
+):
+    """log Z under the log semiring and its gradients with respect to every input.
+
+    The gradients are posteriors: ``emission_grad[b, t, c]`` is the probability that
+    the path emits class ``c`` at frame ``t``; ``arc_grad[b, a]`` the expected count of
+    arc ``a``. They are exact derivatives for any input scores (no normalisation is
+    assumed). Memory: one ``T x S`` alpha table per example in the input dtype; beta is
+    never stored.
+
+    Parameters
+    ----------
+    emissions, graphs, lengths, arc_weights, start_weights, final_weights
+        As in :func:`forward`.
+
+    Returns
+    -------
+    ForwardBackward
+        ``(score, emission_grad, arc_grad, start_grad, final_grad)``; gradients are
+        zero past each example's length and for examples with ``score == -inf``.
+
+    Examples
+    --------
+    >>> import numpy as np, lattice
+    >>> g = lattice.build("segmentation", [0, 1])
+    >>> fb = lattice.forward_backward(np.zeros((1, 3, 2)), [g])
+    >>> fb.emission_grad[0].round(2).tolist()   # each of the two paths has p = 1/2
+    [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    >>> fb.arc_grad[0].round(2).tolist()        # arcs: stay 0, advance, stay 1
+    [0.5, 1.0, 0.5]
+    """
+    p = _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights)
+    size, frames, classes = p.emissions.shape
+    dtype = p.emissions.dtype
+    gb = p.batch
+    scores = np.empty(size, dtype=dtype)
+    grad_emissions = np.zeros((size, frames, classes), dtype=dtype)
+    grad_start = np.zeros((size, gb.max_states), dtype=dtype)
+    grad_final = np.zeros((size, gb.max_states), dtype=dtype)
+    if p.time_dependent:
+        arc_grad = grad_weight = np.zeros((size, frames, gb.max_arcs), dtype=dtype)
+    else:
+        arc_grad = np.zeros((size, gb.max_arcs), dtype=dtype)
+        grad_weight = as_strided(
+            arc_grad,
+            shape=(size, max(frames, 1), gb.max_arcs),
+            strides=(arc_grad.strides[0], 0, arc_grad.strides[1]),
+        )
+    if size:
+        cells = p.lengths * gb.num_states
+        alpha_offset = np.zeros(size, dtype=np.int64)
+        np.cumsum(cells[:-1], out=alpha_offset[1:])
+        alpha = np.empty(max(int(cells.sum()), 1), dtype=dtype)
+        beta = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
+        _kernel(f"forward_backward_{dtype.name}")(
+            p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src, gb.dst,
+            gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
+            p.weight, p.start, p.final, alpha, alpha_offset, beta,
+            grad_emissions, grad_weight, grad_start, grad_final,
+            scores, p.num_threads,
+        )  # fmt: skip
+        _raise_if_nan(scores)
+    return ForwardBackward(scores, grad_emissions, arc_grad, grad_start, grad_final)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Best paths of a batch, from :func:`viterbi`.
+
+    Attributes
+    ----------
+    score : ndarray, shape (B,)
+        Score of the best path (``-inf`` where no path fits).
+    states : ndarray of int32, shape (B, T)
+        State occupied at each frame; ``-1`` past the length and for infeasible
+        examples.
+    labels : ndarray of int32, shape (B, T)
+        Emission column of that state (``-1`` likewise).
+    tokens, starts, ends : ndarray of int32, shape (B, K)
+        Segments: maximal runs of frames whose states share a non-negative token
+        (``Graph.tokens``); ``ends`` are exclusive. Padded with ``-1``.
+    num_segments : ndarray of int32, shape (B,)
+    """
+
+    score: np.ndarray
+    states: np.ndarray
+    labels: np.ndarray
+    tokens: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    num_segments: np.ndarray
+
+    def segments(self, b):
+        """Segments of example ``b`` as a list of ``(token, start, end)`` tuples.
+
+        Examples
+        --------
+        >>> import numpy as np, lattice
+        >>> e = np.log(np.array([[[.1, .8, .1], [.1, .8, .1], [.8, .1, .1],
+        ...                       [.1, .1, .8]]]))
+        >>> lattice.viterbi(e, [lattice.build("ctc", [1, 2])]).segments(0)
+        [(0, 0, 2), (1, 3, 4)]
+        """
+        n = int(self.num_segments[b])
+        return [
+            (int(k), int(s), int(e))
+            for k, s, e in zip(self.tokens[b, :n], self.starts[b, :n], self.ends[b, :n])
+        ]
+
+
+def viterbi(
+    emissions,
+    graphs,
+    lengths=None,
+    *,
+    arc_weights=None,
+    start_weights=None,
+    final_weights=None,
+):
+    """Best path of every example (max semiring) with its states, labels and segments.
+
+    Not differentiable. Ties between equally good arcs go to the arc listed first in
+    the graph. Backpointers take one byte per (frame, state) when no state has more
+    than 255 incoming arcs, four otherwise.
+
+    Parameters
+    ----------
+    emissions, graphs, lengths, arc_weights, start_weights, final_weights
+        As in :func:`forward`.
+
+    Returns
+    -------
+    Alignment
+
+    Examples
+    --------
+    >>> import numpy as np, lattice
+    >>> e = np.log(np.array([[[.1, .8, .1], [.1, .8, .1], [.8, .1, .1],
+    ...                       [.1, .1, .8]]]))
+    >>> ali = lattice.viterbi(e, [lattice.build("ctc", [1, 2])])
+    >>> ali.labels[0].tolist(), ali.states[0].tolist()
+    ([1, 1, 0, 2], [1, 1, 2, 3])
+    """
+    p = _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights)
+    size, frames, _ = p.emissions.shape
+    dtype = p.emissions.dtype
+    gb = p.batch
+    scores = np.full(size, -np.inf, dtype=dtype)
+    states = np.full((size, frames), -1, dtype=np.int32)
+    labels = np.full((size, frames), -1, dtype=np.int32)
+    seg = np.full((3, size, max(frames, 1)), -1, dtype=np.int32)
+    num_segments = np.zeros(size, dtype=np.int32)
+    if size and frames:
+        cells = p.lengths * gb.num_states
+        bp_offset = np.zeros(size, dtype=np.int64)
+        np.cumsum(cells[:-1], out=bp_offset[1:])
+        if gb.max_in_degree <= 255:
+            kind, bp_dtype = "u8", np.uint8
+        else:
+            kind, bp_dtype = "i32", np.int32
+        backpointers = np.empty(max(int(cells.sum()), 1), dtype=bp_dtype)
+        scratch = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
+        _kernel(f"viterbi_{dtype.name}_{kind}")(
+            p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
+            gb.src, gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
+            scratch, backpointers, bp_offset, states, labels,
+            seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
+        )  # fmt: skip
+        _raise_if_nan(scores)
+    k = int(num_segments.max(initial=0))
+    return Alignment(
+        score=scores,
+        states=states,
+        labels=labels,
+        tokens=seg[0, :, :k].copy(),
+        starts=seg[1, :, :k].copy(),
+        ends=seg[2, :, :k].copy(),
+        num_segments=num_segments,
+    )

@@ -1,0 +1,124 @@
+"""Build the Cython kernels of lattice.
+
+Metadata lives in pyproject.toml; this file only knows how to build the extension:
+
+1. render the Tempita templates (``*.pyx.tp``) into ``.pyx`` files, one kernel per
+   semiring and dtype;
+2. detect whether the C compiler supports OpenMP by compiling a tiny program; if it
+   does, build with ``-fopenmp``, otherwise build a serial extension and say so loudly;
+3. compile with ``-O3`` (never ``-ffast-math``: the kernels rely on IEEE ``-inf``).
+
+Set ``LATTICE_DISABLE_OPENMP=1`` to force the serial build.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import textwrap
+from pathlib import Path
+
+from setuptools import Extension, setup
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = ["lattice/_core.pyx.tp"]
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        printf("%d", n > 0 && omp_get_max_threads() > 0);
+        return 0;
+    }
+    """
+)
+
+
+def render_templates():
+    from Cython import Tempita
+
+    for template in TEMPLATES:
+        source = HERE / template
+        target = source.with_suffix("")  # drop ".tp"
+        text = Tempita.sub(source.read_text(), name=str(source))
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+
+
+def _compiler_command():
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return cc.split()
+
+
+def openmp_flags():
+    """Return (compile_args, link_args) for OpenMP, or None if the compiler lacks it."""
+    if os.environ.get("LATTICE_DISABLE_OPENMP", "0") not in ("", "0"):
+        return None
+    flags = ["-fopenmp"]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.c"
+        exe = Path(tmp) / "probe"
+        src.write_text(OPENMP_PROBE)
+        try:
+            subprocess.run(
+                [*_compiler_command(), *flags, str(src), "-o", str(exe)],
+                check=True,
+                capture_output=True,
+            )
+            out = subprocess.run([str(exe)], check=True, capture_output=True, text=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        if out.stdout.strip() != "1":
+            return None
+    return flags, flags
+
+
+def extensions():
+    from Cython.Build import cythonize
+
+    render_templates()
+    compile_args = ["-O3"]
+    link_args = []
+    omp = openmp_flags()
+    if omp is None:
+        banner = "=" * 72
+        print(
+            f"\n{banner}\n"
+            "lattice: the C compiler does not support OpenMP (or it was disabled).\n"
+            "Building the SERIAL kernels: results are identical, but only one core\n"
+            "is used. Install a compiler with OpenMP support (gcc, or clang with\n"
+            "libomp) and reinstall to get the batch-parallel kernels.\n"
+            f"{banner}\n",
+            file=sys.stderr,
+        )
+    else:
+        compile_args += omp[0]
+        link_args += omp[1]
+    ext = Extension(
+        "lattice._core",
+        ["lattice/_core.pyx"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    return cythonize(
+        [ext],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+
+
+if shutil.which(_compiler_command()[0]) is None:
+    print("lattice: no C compiler found; the build will fail.", file=sys.stderr)
+
+setup(ext_modules=extensions())
