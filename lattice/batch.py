@@ -54,6 +54,13 @@ class GraphBatch:
         Arc ids sorted by destination (source), stable within a state.
     max_in_degree : int
         The largest number of arcs entering one state (sizes Viterbi backpointers).
+
+    Examples
+    --------
+    >>> import lattice
+    >>> gb = lattice.GraphBatch([lattice.build("segmentation", [7, 8])])
+    >>> gb.labels.tolist(), gb.in_ptr.tolist(), gb.in_arc.tolist()
+    ([[7, 8]], [[0, 1, 3]], [[0, 1, 2]])
     """
 
     def __init__(self, graphs: Sequence[Graph]):
@@ -153,7 +160,7 @@ def batch(graphs) -> GraphBatch:
     >>> import lattice
     >>> gb = lattice.batch([lattice.build("ctc", [1, 2]), lattice.build("ctc", [3])])
     >>> gb
-    GraphBatch(size=2, max_states=5, max_arcs=12)
+    GraphBatch(size=2, max_states=5, max_arcs=10)
     >>> gb.num_states.tolist()
     [5, 3]
     """

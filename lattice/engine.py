@@ -243,6 +243,14 @@ class ForwardBackward(NamedTuple):
         (per frame when the arc weights were time-dependent).
     start_grad, final_grad : ndarray, shape (B, S_max)
         Posterior of starting / ending in each state.
+
+    Examples
+    --------
+    >>> import numpy as np, lattice
+    >>> score, grad, arc_grad, start_grad, final_grad = lattice.forward_backward(
+    ...     np.zeros((1, 2, 1)), [lattice.build("segmentation", [0])])
+    >>> float(score[0]), grad[0].ravel().tolist(), arc_grad.tolist()
+    (0.0, [1.0, 1.0], [[1.0]])
     """
 
     score: np.ndarray
@@ -341,6 +349,13 @@ class Alignment:
         Segments: maximal runs of frames whose states share a non-negative token
         (``Graph.tokens``); ``ends`` are exclusive. Padded with ``-1``.
     num_segments : ndarray of int32, shape (B,)
+
+    Examples
+    --------
+    >>> import numpy as np, lattice
+    >>> ali = lattice.viterbi(np.zeros((1, 3, 2)), [lattice.build("segmentation", [0, 1])])
+    >>> ali.states.tolist(), ali.num_segments.tolist()
+    ([[0, 0, 1]], [2])
     """
 
     score: np.ndarray

@@ -34,7 +34,17 @@ _loaded = {}  # name -> builder loaded from an entry point
 
 
 class UnknownGraphError(LookupError, ValueError):
-    """No builder is registered under the requested name."""
+    """No builder is registered under the requested name.
+
+    Examples
+    --------
+    >>> import lattice
+    >>> try:
+    ...     lattice.build("no-such-graph", [1])
+    ... except lattice.UnknownGraphError as err:
+    ...     print(str(err).split(";")[0])
+    no graph builder named 'no-such-graph'
+    """
 
 
 def _discover():

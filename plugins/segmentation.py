@@ -36,7 +36,7 @@ def segmentation(target, min_frames=1):
     >>> import lattice
     >>> g = lattice.build("segmentation", [4, 2])
     >>> g.labels.tolist(), g.src.tolist(), g.dst.tolist()
-    ([4, 2], [0, 1, 0], [0, 1, 1])
+    ([4, 2], [0, 0, 1], [0, 1, 1])
     >>> lattice.build("segmentation", [4, 2], min_frames=2).num_states
     4
     """
