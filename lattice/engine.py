@@ -345,6 +345,9 @@ class Alignment:
         examples.
     labels : ndarray of int32, shape (B, T)
         Emission column of that state (``-1`` likewise).
+    arcs : ndarray of int32, shape (B, T)
+        Arc taken into each frame (``-1`` at frame 0, past the length and for
+        infeasible examples).
     tokens, starts, ends : ndarray of int32, shape (B, K)
         Segments: maximal runs of frames whose states share a non-negative token
         (``Graph.tokens``); ``ends`` are exclusive. Padded with ``-1``.
@@ -361,6 +364,7 @@ class Alignment:
     score: np.ndarray
     states: np.ndarray
     labels: np.ndarray
+    arcs: np.ndarray
     tokens: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
@@ -424,6 +428,7 @@ def viterbi(
     scores = np.full(size, -np.inf, dtype=dtype)
     states = np.full((size, frames), -1, dtype=np.int32)
     labels = np.full((size, frames), -1, dtype=np.int32)
+    arcs = np.full((size, frames), -1, dtype=np.int32)
     seg = np.full((3, size, max(frames, 1)), -1, dtype=np.int32)
     num_segments = np.zeros(size, dtype=np.int32)
     if size and frames:
@@ -439,7 +444,7 @@ def viterbi(
         _kernel(f"viterbi_{dtype.name}_{kind}")(
             p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
             gb.src, gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
-            scratch, backpointers, bp_offset, states, labels,
+            scratch, backpointers, bp_offset, states, labels, arcs,
             seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
         )  # fmt: skip
         _raise_if_nan(scores)
@@ -448,6 +453,7 @@ def viterbi(
         score=scores,
         states=states,
         labels=labels,
+        arcs=arcs,
         tokens=seg[0, :, :k].copy(),
         starts=seg[1, :, :k].copy(),
         ends=seg[2, :, :k].copy(),
