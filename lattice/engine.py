@@ -144,12 +144,14 @@ def _kernel(name):
 
 
 def _raise_if_nan(scores):
-    bad = np.flatnonzero(np.isnan(scores))
+    # weights are validated (no NaN, no +inf), so a NaN or +inf score can only come
+    # from NaN or +inf emissions; the kernels propagate NaN instead of skipping it
+    bad = np.flatnonzero(np.isnan(scores) | np.isposinf(scores))
     if bad.size:
         raise FloatingPointError(
             "the score of example(s) "
-            f"{bad[:10].tolist()} is NaN: emissions contain NaN or +inf at frames "
-            "and classes these graphs use"
+            f"{bad[:10].tolist()} is NaN or +inf: emissions contain NaN or +inf at "
+            "frames and classes these graphs use"
         )
 
 

@@ -146,6 +146,9 @@ class Graph:
     def __setattr__(self, name, value):
         raise AttributeError("Graph is immutable; build a new one")
 
+    def __delattr__(self, name):
+        raise AttributeError("Graph is immutable; build a new one")
+
     @property
     def num_states(self) -> int:
         """Number of states S."""
@@ -233,6 +236,12 @@ class GraphBuilder:
             raise TypeError(f"label must be an int, got {label!r}")
         if label < 0:
             raise ValueError(f"label must be non-negative, got {label}")
+        if token is not None and (
+            not isinstance(token, numbers.Integral) or isinstance(token, bool)
+        ):
+            raise TypeError(f"token must be an int or None, got {token!r}")
+        if token is not None and token < -1:
+            raise ValueError(f"token must be >= -1, got {token}")
         state = len(self._labels)
         self._labels.append(int(label))
         self._start.append(-np.inf if start is None else float(start))
