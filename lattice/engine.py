@@ -22,6 +22,8 @@ from .semiring import get_semiring
 __all__ = ["forward", "forward_backward", "viterbi", "Alignment", "ForwardBackward"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# below this many (frame x (state + arc)) steps a batch runs on the calling thread
+_SERIAL_WORK = 50_000
 
 
 class _Problem(NamedTuple):
@@ -134,6 +136,10 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
     work = lengths * (gb.num_states.astype(np.int64) + gb.num_arcs)
     order = np.argsort(-work, kind="stable").astype(np.int64)
     num_threads = max(1, min(get_num_threads(), size))
+    if work.sum() < _SERIAL_WORK:
+        # waking a thread team costs more than it saves on tiny batches, and idle
+        # OpenMP workers spinning on an oversubscribed machine slow everyone down
+        num_threads = 1
     return _Problem(
         emissions, gb, lengths, order, weight, time_dependent, start, final, num_threads
     )

@@ -142,6 +142,13 @@ class _LatticeScore(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_score):
+        if torch.is_grad_enabled():
+            # create_graph=True: the engine's gradients are constants to autograd, so a
+            # second derivative would silently be wrong; refuse it instead
+            raise RuntimeError(
+                "lattice ops do not support double backward (create_graph=True): "
+                "their gradients are computed by the engine, not by torch operations"
+            )
         grads = ctx.grads
         if grads is None:
             return (None,) * 7

@@ -1,0 +1,196 @@
+"""Thread count control, and results that do not depend on it (DESIGN.md 6 and 7)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lattice
+
+
+@pytest.fixture(autouse=True)
+def restore_threads(monkeypatch):
+    """Every test here leaves the process-wide thread setting at its default.
+
+    Small batches normally run on the calling thread (engine._SERIAL_WORK); the
+    threshold is lifted here so the parallel kernels really run on these batches.
+    """
+    monkeypatch.setattr(lattice.engine, "_SERIAL_WORK", 0)
+    lattice.set_num_threads(None)
+    yield
+    lattice.set_num_threads(None)
+
+
+def test_small_batches_run_serially_and_agree(monkeypatch):
+    e, gs, lens, arc_t = _batch(seed=2)
+    lattice.set_num_threads(2)
+    parallel = _run_all(e, lattice.batch(gs), lens, arc_t)
+    monkeypatch.setattr(lattice.engine, "_SERIAL_WORK", 10**12)
+    serial = _run_all(e, lattice.batch(gs), lens, arc_t)
+    for name, value in parallel.items():
+        assert serial[name].tobytes() == value.tobytes(), name
+
+
+def _random_graph(rng, num_states, num_arcs, num_classes):
+    inf = -np.inf
+    src = rng.integers(0, num_states, size=num_arcs)
+    dst = rng.integers(0, num_states, size=num_arcs)
+    # self-loops everywhere so long paths exist; a few forbidden arcs
+    src = np.concatenate([np.arange(num_states), src])
+    dst = np.concatenate([np.arange(num_states), dst])
+    weight = rng.normal(size=src.size)
+    weight[rng.random(src.size) < 0.1] = inf
+    start = np.where(rng.random(num_states) < 0.5, rng.normal(size=num_states), inf)
+    final = np.where(rng.random(num_states) < 0.5, rng.normal(size=num_states), inf)
+    start[0] = 0.0
+    final[-1] = 0.0
+    return lattice.Graph(rng.integers(0, num_classes, size=num_states), src, dst,
+                         weight, start, final,
+                         tokens=rng.integers(-1, num_states, size=num_states))
+
+
+def _batch(seed=0):
+    """~16 graphs of very different sizes, variable lengths, one infeasible."""
+    rng = np.random.default_rng(seed)
+    C, T = 6, 60
+    gs = []
+    for i in range(16):
+        kind = i % 4
+        if kind == 0:
+            target = rng.integers(1, C, size=rng.integers(0, 15))
+            gs.append(lattice.build("ctc", target))
+        elif kind == 1:
+            target = rng.integers(0, C, size=rng.integers(1, 20))
+            gs.append(lattice.build("segmentation", target))
+        else:
+            S = int(rng.integers(1, 40))
+            gs.append(_random_graph(rng, S, int(rng.integers(0, 4 * S)), C))
+    gs[5] = lattice.build("segmentation", list(range(5)) * 20)  # 100 symbols: -inf
+    e = np.log(rng.dirichlet(np.ones(C), size=(16, T)))
+    lens = rng.integers(0, T + 1, size=16)
+    lens[0] = T
+    lens[3] = 0
+    arc_t = rng.normal(size=(16, T, max(g.num_arcs for g in gs)))
+    return e, gs, lens, arc_t
+
+
+def _run_all(e, gb, lens, arc_t):
+    out = {}
+    for sr in ("log", "max"):
+        out[f"forward_{sr}"] = lattice.forward(e, gb, lens, sr)
+    fb = lattice.forward_backward(e, gb, lens)
+    for name, value in zip(fb._fields, fb):
+        out[f"fb_{name}"] = value
+    fbt = lattice.forward_backward(e, gb, lens, arc_weights=arc_t)
+    out["fb_time_arc_grad"] = fbt.arc_grad
+    out["fb_time_emission_grad"] = fbt.emission_grad
+    ali = lattice.viterbi(e, gb, lens)
+    for name in ("score", "states", "labels", "arcs", "tokens", "starts", "ends",
+                 "num_segments"):
+        out[f"viterbi_{name}"] = getattr(ali, name)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_independent_of_thread_count(dtype):
+    e, gs, lens, arc_t = _batch()
+    e = e.astype(dtype)
+    arc_t = arc_t.astype(dtype)
+    gb = lattice.batch(gs)
+    lattice.set_num_threads(1)
+    assert lattice.get_num_threads() == 1
+    serial = _run_all(e, gb, lens, arc_t)
+    # sanity: the batch exercises feasible and infeasible examples
+    assert np.isneginf(serial["forward_log"]).sum() >= 2
+    assert np.isfinite(serial["forward_log"]).sum() >= 8
+    for n in (2, 3, 16):
+        lattice.set_num_threads(n)
+        parallel = _run_all(e, gb, lens, arc_t)
+        for name, value in serial.items():
+            assert parallel[name].dtype == value.dtype, name
+            # bitwise identical, -inf and all
+            assert parallel[name].tobytes() == value.tobytes(), (name, n)
+
+
+def test_repeated_parallel_calls_are_deterministic():
+    e, gs, lens, arc_t = _batch(seed=1)
+    gb = lattice.batch(gs)
+    lattice.set_num_threads(2)
+    first = _run_all(e, gb, lens, arc_t)
+    for _ in range(3):
+        again = _run_all(e, gb, lens, arc_t)
+        for name, value in first.items():
+            assert again[name].tobytes() == value.tobytes(), name
+
+
+@pytest.mark.parametrize("bad", [0, -1, -100])
+def test_set_num_threads_rejects_non_positive(bad):
+    with pytest.raises(ValueError, match="positive"):
+        lattice.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, 2.0, True, False, "2", [2]])
+def test_set_num_threads_rejects_non_int(bad):
+    with pytest.raises(TypeError):
+        lattice.set_num_threads(bad)
+
+
+def test_rejected_values_leave_setting_unchanged():
+    lattice.set_num_threads(1)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises((TypeError, ValueError)):
+            lattice.set_num_threads(bad)
+        assert lattice.get_num_threads() == 1
+
+
+def test_set_and_restore_num_threads():
+    default = lattice.get_num_threads()
+    assert isinstance(default, int) and default >= 1
+    lattice.set_num_threads(1)
+    assert lattice.get_num_threads() == 1
+    lattice.set_num_threads(np.int64(3))
+    expected = 3 if lattice.openmp_enabled() else 1
+    assert lattice.get_num_threads() == expected
+    assert type(lattice.get_num_threads()) is int
+    lattice.set_num_threads(None)
+    assert lattice.get_num_threads() == default
+
+
+def _openmp_disabled_by_env():
+    return os.environ.get("LATTICE_DISABLE_OPENMP", "0") not in ("", "0")
+
+
+@pytest.mark.skipif(
+    _openmp_disabled_by_env(),
+    reason="LATTICE_DISABLE_OPENMP is set: this build is expected to be serial",
+)
+def test_openmp_enabled_in_this_build():
+    # setup.py builds with -fopenmp unless LATTICE_DISABLE_OPENMP is set; a silent
+    # fallback to the serial build on this machine would be a build regression
+    assert lattice.openmp_enabled() is True
+
+
+def test_without_openmp_everything_runs_on_one_thread():
+    if lattice.openmp_enabled():
+        pytest.skip("this build has OpenMP")
+    lattice.set_num_threads(4)
+    assert lattice.get_num_threads() == 1
+
+
+@pytest.mark.skipif(
+    _openmp_disabled_by_env(),
+    reason="LATTICE_DISABLE_OPENMP is set: the serial build ignores OMP_NUM_THREADS",
+)
+def test_default_follows_omp_num_threads():
+    if not lattice.openmp_enabled():
+        pytest.skip("this build has no OpenMP")
+    code = "import lattice; print(lattice.get_num_threads())"
+    for n in ("1", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=n)
+        out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                             capture_output=True, text=True)
+        assert out.stdout.strip() == n
