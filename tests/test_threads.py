@@ -185,12 +185,15 @@ def test_without_openmp_everything_runs_on_one_thread():
     _openmp_disabled_by_env(),
     reason="LATTICE_DISABLE_OPENMP is set: the serial build ignores OMP_NUM_THREADS",
 )
-def test_default_follows_omp_num_threads():
+def test_default_follows_omp_num_threads(tmp_path):
     if not lattice.openmp_enabled():
         pytest.skip("this build has no OpenMP")
     code = "import lattice; print(lattice.get_num_threads())"
     for n in ("1", "3"):
         env = dict(os.environ, OMP_NUM_THREADS=n)
+        # run outside the repository: `python -c` puts the working directory first
+        # on sys.path, where the source folder (without the built extension) would
+        # shadow the installed package
         out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, cwd=tmp_path)
         assert out.stdout.strip() == n

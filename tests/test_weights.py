@@ -96,3 +96,31 @@ def test_entering_arcs_ignores_padding():
 def test_delay_penalty_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lattice.weights.delay_penalty([lattice.build("ctc", [1])], **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_frame_weights_match_brute_force(seed):
+    torch = pytest.importorskip("torch")
+    from reference import brute_force
+
+    from lattice.torch import lattice_score
+
+    rng = np.random.default_rng(seed)
+    graph = lattice.build("ctc", [1, 2]) if seed % 2 else lattice.build("segmentation", [0, 2, 1])
+    frames = 6
+    em = rng.standard_normal((frames, 3))
+    em[rng.random(em.shape) < 0.15] = -np.inf
+    w = rng.uniform(0.2, 2.0, size=frames)
+    w[seed % frames] = 0.0  # an ignored frame, whatever its emissions
+    em[seed % frames, :] = -np.inf
+    weighted = np.where(w[:, None] == 0, 0.0, em * np.where(w == 0, 1.0, w)[:, None])
+    ref = brute_force(graph, weighted)
+    em_t = torch.from_numpy(em[None]).requires_grad_()
+    w_t = torch.from_numpy(w[None]).requires_grad_()
+    score = lattice_score(em_t, [graph], frame_weights=w_t)
+    assert score.item() == pytest.approx(ref.log_z, rel=1e-9, abs=1e-9)
+    score.backward()
+    # d logZ / d w_t = sum_c posterior[t, c] * E[t, c]  (0 where E = -inf: no mass there)
+    finite = np.where(np.isfinite(em), em, 0.0)
+    np.testing.assert_allclose(w_t.grad[0].numpy(), (ref.emission_grad * finite).sum(1), atol=1e-9)
+    np.testing.assert_allclose(em_t.grad[0].numpy(), ref.emission_grad * w[:, None], atol=1e-9)
