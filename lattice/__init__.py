@@ -16,7 +16,7 @@ except ImportError as exc:  # pragma: no cover - depends on how lattice was inst
         f"running Python from the repository root. Original error: {exc}"
     ) from exc
 
-from . import registry, weights
+from . import compose, registry, weights
 from ._threads import get_num_threads, openmp_enabled, set_num_threads
 from .batch import GraphBatch, batch
 from .engine import Alignment, ForwardBackward, forward, forward_backward, viterbi
@@ -37,6 +37,7 @@ __all__ = [
     "available_graphs",
     "batch",
     "build",
+    "compose",
     "forward",
     "forward_backward",
     "get_num_threads",

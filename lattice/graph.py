@@ -11,13 +11,20 @@ Graphs are immutable and validated on construction, so the kernels can trust the
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 __all__ = ["Graph", "GraphBuilder"]
 
 _INT32_MAX = np.iinfo(np.int32).max
+_INT64_MAX = np.iinfo(np.int64).max
+_FORMAT = "lattice.Graph"
+_VERSION = 1
+_FIELDS = ("labels", "src", "dst", "weight", "start", "final", "tokens")
+_WEIGHT_FIELDS = ("weight", "start", "final")
 
 
 def _as_index_array(name, values, length=None):
@@ -143,11 +150,43 @@ class Graph:
         ):
             object.__setattr__(self, name, value)
 
+    @classmethod
+    def _trusted(cls, labels, src, dst, weight, start, final, tokens):
+        """A graph from arrays that are valid by construction (``lattice.compose``).
+
+        The caller guarantees shapes, non-negative labels, arc ends within range,
+        tokens >= -1 and float64 weights without NaN; only what composition cannot
+        rule out is checked (label values beyond int32, weights that overflowed to
+        ``+inf``). Arrays are converted to the constructor's dtypes and frozen.
+        """
+        if labels.size and int(labels.max()) > _INT32_MAX:
+            raise ValueError("labels holds values outside the int32 range")
+        if labels.shape[0] > _INT32_MAX or src.shape[0] > _INT32_MAX:
+            raise ValueError("the graph has more states or arcs than int32 can index")
+        graph = object.__new__(cls)
+        for name, value in (("labels", labels), ("src", src), ("dst", dst),
+                            ("tokens", tokens)):
+            arr = value.astype(np.int32)
+            arr.flags.writeable = False
+            object.__setattr__(graph, name, arr)
+        for name, value in (("weight", weight), ("start", start), ("final", final)):
+            if value.size and not value.max() < np.inf:
+                raise ValueError(f"{name} contains NaN or +inf (a log-weight overflowed)")
+            arr = np.array(value, dtype=np.float64)
+            arr.flags.writeable = False
+            object.__setattr__(graph, name, arr)
+        return graph
+
     def __setattr__(self, name, value):
         raise AttributeError("Graph is immutable; build a new one")
 
     def __delattr__(self, name):
         raise AttributeError("Graph is immutable; build a new one")
+
+    def __reduce__(self):
+        # pickling (multiprocessing, DataLoader workers, copy) rebuilds through the
+        # validating constructor; files use save/load or to_dict, never pickle
+        return (Graph, tuple(getattr(self, name) for name in _FIELDS))
 
     @property
     def num_states(self) -> int:
@@ -171,6 +210,343 @@ class Graph:
         )
 
     __hash__ = None
+
+    # --------------------------------------------------------------------------------
+    # inspection
+    # --------------------------------------------------------------------------------
+
+    def num_paths(self, frames) -> int:
+        """Exact number of complete paths over ``frames`` frames.
+
+        A path counts if its start weight, every arc weight on it and its final
+        weight are finite (``-inf`` forbids); parallel arcs give distinct paths.
+        The count is an exact Python ``int`` (it may exceed any machine integer),
+        computed by dynamic programming in ``O(frames * (states + arcs))``. With zero
+        emissions, ``forward`` returns ``log(num_paths)`` when all allowed weights
+        are ``0``.
+
+        Parameters
+        ----------
+        frames : int
+            Number of frames ``T`` (>= 0; 0 gives 0 paths).
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        TypeError
+            If ``frames`` is not an int.
+        ValueError
+            If ``frames`` is negative.
+
+        Examples
+        --------
+        The monotone segmentation of 3 symbols over 6 frames has C(5, 2) paths:
+
+        >>> import lattice
+        >>> lattice.build("segmentation", [1, 2, 3]).num_paths(6)
+        10
+        >>> n = lattice.build("ctc", [1, 2] * 50).num_paths(400)   # no overflow
+        >>> n > 2 ** 400, str(n)[:10]
+        (True, '5054949849')
+        """
+        if not isinstance(frames, numbers.Integral) or isinstance(frames, bool):
+            raise TypeError(f"frames must be an int, got {frames!r}")
+        if frames < 0:
+            raise ValueError(f"frames must be >= 0, got {frames}")
+        num_states = self.num_states
+        if frames == 0 or num_states == 0:
+            return 0
+        allowed = self.weight > -np.inf
+        src, dst = self.src[allowed], self.dst[allowed]
+        order = np.argsort(dst, kind="stable")
+        src, dst = src[order], dst[order]
+        # CSR of the allowed in-arcs: reduceat over the states that have any
+        targets, first = np.unique(dst, return_index=True)
+        max_in = int(np.diff(np.append(first, dst.size)).max()) if dst.size else 1
+        counts = (self.start > -np.inf).astype(np.int64)
+        for _ in range(int(frames) - 1):
+            if counts.dtype != object and int(counts.max()) > _INT64_MAX // max_in:
+                counts = counts.astype(object)  # exact Python ints from here on
+            new = np.zeros(num_states, dtype=counts.dtype)
+            if dst.size:
+                new[targets] = np.add.reduceat(counts[src], first)
+            counts = new
+        return sum(int(c) for c in counts[self.final > -np.inf])
+
+    def to_dot(self, symbols=None, name="lattice") -> str:
+        """Graphviz (DOT) text drawing the graph, for ``dot -Tsvg`` and friends.
+
+        Each state is a node ``s<i>`` showing its id, its label (through
+        ``symbols`` if given) and its token (``#k``; none for ``-1``). Start states get
+        an arrow from a small point, final states a double circle; non-zero start,
+        final and arc weights are written on the arrows (forbidden ones, ``-inf``,
+        are drawn dashed).
+
+        Parameters
+        ----------
+        symbols : sequence or mapping, optional
+            ``symbols[label]`` is the text shown for a label (e.g. ``"_"`` for the
+            blank); labels it lacks are shown as numbers.
+        name : str, default "lattice"
+            The graph's name in the DOT text.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> import lattice
+        >>> print(lattice.build("segmentation", [1, 2]).to_dot(symbols="_ab"))
+        digraph "lattice" {
+          rankdir=LR;
+          node [shape=circle];
+          s0 [label="0\\na #0"];
+          s1 [label="1\\nb #1", shape=doublecircle];
+          start0 [shape=point];
+          start0 -> s0;
+          s0 -> s0;
+          s0 -> s1;
+          s1 -> s1;
+        }
+        """
+        if symbols is not None and not isinstance(symbols, (Sequence, Mapping)):
+            raise TypeError(
+                f"symbols must be a sequence or mapping of label -> text, got "
+                f"{type(symbols).__name__}"
+            )
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+
+        def escape(text):
+            return str(text).replace("\\", "\\\\").replace('"', '\\"')
+
+        def symbol(label):
+            if symbols is not None:
+                try:
+                    return str(symbols[label])
+                except (IndexError, KeyError):
+                    pass
+            return str(label)
+
+        def weight_attrs(w):
+            if w == 0.0:
+                return ""
+            if w == -np.inf:
+                return ' [label="-inf", style=dashed]'
+            return f' [label="{w:.4g}"]'
+
+        lines = [f'digraph "{escape(name)}" {{', "  rankdir=LR;",
+                 "  node [shape=circle];"]
+        for s in range(self.num_states):
+            text = f"{s}\\n{escape(symbol(int(self.labels[s])))}"
+            token = int(self.tokens[s])
+            if token >= 0:
+                text += f" #{token}"
+            final = float(self.final[s])
+            if final not in (0.0, -np.inf):
+                text += f" / {final:.4g}"
+            shape = ", shape=doublecircle" if final > -np.inf else ""
+            lines.append(f'  s{s} [label="{text}"{shape}];')
+        for s in np.flatnonzero(self.start > -np.inf).tolist():
+            lines.append(f"  start{s} [shape=point];")
+            lines.append(f"  start{s} -> s{s}{weight_attrs(float(self.start[s]))};")
+        for a in range(self.num_arcs):
+            lines.append(
+                f"  s{int(self.src[a])} -> s{int(self.dst[a])}"
+                f"{weight_attrs(float(self.weight[a]))};"
+            )
+        lines.append("}")
+        return "\n".join(lines)
+
+    # --------------------------------------------------------------------------------
+    # exchange: JSON-compatible dicts and .npz files (never pickle)
+    # --------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """A JSON-compatible dict of the graph (``json.dumps`` it as is).
+
+        Integer arrays become lists of ints; weight arrays lists of floats in which
+        ``-inf`` is written as the string ``"-inf"`` (JSON has no infinities).
+        :meth:`from_dict` reads it back exactly.
+
+        Returns
+        -------
+        dict
+            Keys ``format`` (``"lattice.Graph"``), ``version`` (1), ``labels``,
+            ``src``, ``dst``, ``weight``, ``start``, ``final``, ``tokens``.
+
+        Examples
+        --------
+        >>> import json, lattice
+        >>> g = lattice.build("ctc", [5])
+        >>> d = g.to_dict()
+        >>> d["labels"], d["start"]
+        ([0, 5, 0], [0.0, 0.0, '-inf'])
+        >>> lattice.Graph.from_dict(json.loads(json.dumps(d))) == g
+        True
+        """
+        out = {"format": _FORMAT, "version": _VERSION}
+        for field in _FIELDS:
+            values = getattr(self, field).tolist()
+            if field in _WEIGHT_FIELDS:
+                values = ["-inf" if v == -math.inf else v for v in values]
+            out[field] = values
+        return out
+
+    @classmethod
+    def from_dict(cls, data) -> "Graph":
+        """Rebuild a graph from :meth:`to_dict` output, validated like the constructor.
+
+        Parameters
+        ----------
+        data : mapping
+            With the keys written by :meth:`to_dict`. In weight lists, ``"-inf"``
+            (or a float ``-inf``) stands for minus infinity.
+
+        Returns
+        -------
+        Graph
+
+        Raises
+        ------
+        TypeError
+            If ``data`` is not a mapping, or a field has the wrong type.
+        ValueError
+            If ``format`` or ``version`` is wrong, a key is missing or unknown, or the
+            arrays do not make a valid graph (as in :class:`Graph`).
+
+        Examples
+        --------
+        >>> import lattice
+        >>> d = {"format": "lattice.Graph", "version": 1, "labels": [3], "src": [0],
+        ...      "dst": [0], "weight": [-0.5], "start": [0.0], "final": ["-inf"],
+        ...      "tokens": [0]}
+        >>> lattice.Graph.from_dict(d).final.tolist()
+        [-inf]
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(
+                f"data must be a mapping (from Graph.to_dict), got {type(data).__name__}"
+            )
+        _check_header("data", data.get("format"), data.get("version"))
+        unknown = sorted(set(data) - set(_FIELDS) - {"format", "version"})
+        if unknown:
+            raise ValueError(f"data has unknown keys: {', '.join(map(str, unknown))}")
+        arrays = {}
+        for field in _FIELDS:
+            if field not in data:
+                raise ValueError(f"data lacks the key {field!r}")
+            values = data[field]
+            if isinstance(values, (str, bytes, Mapping)) or not isinstance(
+                values, Sequence
+            ):
+                raise TypeError(
+                    f"data[{field!r}] must be a list, got {type(values).__name__}"
+                )
+            if field in _WEIGHT_FIELDS:
+                values = [_json_weight(field, i, v) for i, v in enumerate(values)]
+                arrays[field] = np.asarray(values, dtype=np.float64)
+            else:
+                arrays[field] = np.asarray(values)
+        return cls(**arrays)
+
+    def save(self, file) -> None:
+        """Write the graph to a ``.npz`` file (numpy arrays only, no pickle).
+
+        Parameters
+        ----------
+        file : str, os.PathLike or file object
+            Where to write. As with :func:`numpy.savez`, a path without the ``.npz``
+            suffix gets it appended.
+
+        Examples
+        --------
+        >>> import io, lattice
+        >>> g = lattice.build("segmentation", [2, 7], min_frames=2)
+        >>> buf = io.BytesIO()
+        >>> g.save(buf)
+        >>> _ = buf.seek(0)
+        >>> lattice.Graph.load(buf) == g
+        True
+        """
+        np.savez(
+            file,
+            format=np.array(_FORMAT),
+            version=np.array(_VERSION),
+            **{field: getattr(self, field) for field in _FIELDS},
+        )
+
+    @classmethod
+    def load(cls, file) -> "Graph":
+        """Read a graph written by :meth:`save`, validating it like the constructor.
+
+        The file is opened with ``allow_pickle=False``: nothing in it can run code.
+
+        Parameters
+        ----------
+        file : str, os.PathLike or file object
+
+        Returns
+        -------
+        Graph
+
+        Raises
+        ------
+        ValueError
+            If the file is not a ``.npz`` archive of a graph (wrong format or version,
+            a missing array) or its arrays do not make a valid graph.
+
+        Examples
+        --------
+        >>> import lattice, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "g.npz")
+        >>> lattice.build("ctc", [1, 1]).save(path)
+        >>> lattice.Graph.load(path)
+        Graph(num_states=5, num_arcs=9)
+        """
+        archive = np.load(file, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("file holds a single array, not a .npz archive of a graph")
+        with archive:
+            fmt = archive["format"].item() if "format" in archive.files else None
+            version = archive["version"].item() if "version" in archive.files else None
+            _check_header("file", fmt, version)
+            arrays = {}
+            for field in _FIELDS:
+                if field not in archive.files:
+                    raise ValueError(f"file lacks the array {field!r}")
+                arrays[field] = archive[field]
+        return cls(**arrays)
+
+
+def _check_header(name, fmt, version):
+    if fmt != _FORMAT:
+        raise ValueError(
+            f"{name} is not a saved lattice graph (format {fmt!r}, expected {_FORMAT!r})"
+        )
+    if (isinstance(version, bool) or not isinstance(version, numbers.Integral)
+            or version != _VERSION):
+        raise ValueError(
+            f"{name} has version {version!r}; this lattice reads version {_VERSION}"
+        )
+
+
+def _json_weight(field, index, value):
+    if isinstance(value, str):
+        if value.strip().lower() == "-inf":
+            return -math.inf
+        raise ValueError(
+            f"data[{field!r}][{index}] is the string {value!r}; only '-inf' is allowed"
+        )
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"data[{field!r}][{index}] must be a number or '-inf', got {value!r}"
+        )
+    return float(value)
 
 
 class GraphBuilder:

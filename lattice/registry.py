@@ -5,12 +5,18 @@ two places: explicit registration with :func:`register`, and the entry-point gro
 ``lattice.graphs`` of installed distributions (the built-in ``lattice_plugins`` are
 found this way too, exactly like a third-party plugin). Entry points are discovered
 lazily on first use and cached; a plugin is imported only when it is first built.
+
+Third-party plugins cannot break lattice: ``import lattice`` reads no entry point and
+imports no plugin. A distribution whose entry points cannot be read is skipped with a
+``RuntimeWarning`` naming it; a plugin that fails to import warns (naming the graph
+and the entry point) and raises ``ImportError`` only when its graph is built, and
+every other graph keeps working.
 """
 
 from __future__ import annotations
 
 import warnings
-from importlib.metadata import entry_points
+from importlib.metadata import distributions
 from types import MappingProxyType
 
 from .graph import Graph
@@ -47,11 +53,51 @@ class UnknownGraphError(LookupError, ValueError):
     """
 
 
+def _distribution_name(dist):
+    """A name for ``dist`` in messages, even when its metadata is broken."""
+    try:
+        name = dist.metadata["Name"]
+    except Exception:  # noqa: BLE001 - a broken distribution must not break lattice
+        name = None
+    if name:
+        return str(name)
+    path = getattr(dist, "_path", None)
+    return str(path) if path is not None else repr(dist)
+
+
+def _iter_entry_points():
+    """Entry points of the group, one distribution at a time.
+
+    ``importlib.metadata.entry_points()`` fails as a whole when any installed
+    distribution has a malformed ``entry_points.txt``; here a broken distribution is
+    skipped with a warning naming it, and every other plugin stays available.
+    Distributions shadowed by an earlier one of the same name (earlier on
+    ``sys.path``) are skipped, as ``entry_points()`` does.
+    """
+    seen = set()
+    for dist in distributions():
+        try:
+            key = getattr(dist, "_normalized_name", None) or _distribution_name(dist)
+            if key in seen:
+                continue
+            seen.add(key)
+            eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(
+                f"lattice: skipping the graph plugins of the distribution "
+                f"{_distribution_name(dist)!r}: its entry points cannot be read ({exc!r})",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            continue
+        yield from eps
+
+
 def _discover():
     global _entry_points
     if _entry_points is None:
         found = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for ep in _iter_entry_points():
             if ep.name in found and found[ep.name].value != ep.value:
                 warnings.warn(
                     f"lattice: two plugins register the graph {ep.name!r} "
@@ -170,7 +216,9 @@ def get_builder(name):
     UnknownGraphError
         If no builder has that name; the message lists the available ones.
     ImportError
-        If the plugin providing it fails to import.
+        If the plugin providing it fails to import (a ``RuntimeWarning`` with the
+        same message is issued first); nothing is cached, so a later call tries
+        again.
 
     Examples
     --------
@@ -191,10 +239,13 @@ def get_builder(name):
     try:
         builder = ep.load()
     except Exception as exc:
-        raise ImportError(
+        message = (
             f"lattice: the plugin providing graph {name!r} ({ep.value}) failed to "
             f"import: {exc!r}"
-        ) from exc
+        )
+        # the warning reaches logs even where the caller handles the ImportError
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        raise ImportError(message) from exc
     _loaded[name] = builder
     return builder
 

@@ -1,13 +1,23 @@
 """The CTC topology: the target with an optional blank between and around symbols."""
 
+import functools
+
 import numpy as np
 
-import lattice
+from lattice import compose as C
 
 from ._target import check_int_option, check_target
 
+_BETWEEN = ("optional", "required", "none")
 
-def ctc(target, blank=0):
+
+@functools.lru_cache(maxsize=64)
+def _blank_units(blank):
+    unit = C.blank(blank)
+    return unit, C.optional(unit)
+
+
+def ctc(target, blank=0, between="optional"):
     """Blank-augmented CTC alignment graph of ``target``.
 
     States are ``blank, t1, blank, t2, ..., tK, blank`` (2K + 1). Every state may stay;
@@ -21,12 +31,32 @@ def ctc(target, blank=0):
     Symbol states carry ``tokens`` = their position in the target, blanks ``-1``, so
     Viterbi segments are the frames of each target symbol.
 
+    ``between`` selects a variant by what may separate two symbols (the leading and
+    trailing blanks stay optional in all of them):
+
+    * ``"optional"`` (default): standard CTC, as above.
+    * ``"required"``: at least one blank frame between *every* two symbols (no skip
+      arcs). Use it when symbols must be separated in time, e.g. to keep
+      consecutive tokens from touching when their boundaries matter; the target
+      needs ``T >= 2K - 1`` frames.
+    * ``"none"``: blanks only before the first and after the last symbol
+      (``K + 2`` states: leading silence, the symbols back to back, trailing
+      silence). Use it for segmentation-style training where only the edges of an
+      utterance are unlabelled; consecutive equal symbols are then told apart by
+      the path, not by the labels.
+
+    The graph is built with :mod:`lattice.compose` as
+    ``chain(target, between=..., leading=optional(blank(blank)),
+    trailing=optional(blank(blank)), separate_repeats=...)``.
+
     Parameters
     ----------
     target : sequence of int
         Symbol ids; must not contain ``blank``.
     blank : int, default 0
         The emission column of the blank.
+    between : {"optional", "required", "none"}, default "optional"
+        The blank between symbols, see above.
 
     Returns
     -------
@@ -40,27 +70,29 @@ def ctc(target, blank=0):
     [0, 1, 0, 2, 0, 2, 0]
     >>> g.num_arcs   # 7 stays + 6 advances + 1 skip (1 -> 2, not 2 -> 2)
     14
+    >>> lattice.build("ctc", [1, 2, 2], between="required").num_arcs   # no skip
+    13
+    >>> lattice.build("ctc", [1, 2, 2], between="none").labels.tolist()
+    [0, 1, 2, 2, 0]
     """
     target = check_target(target)
     blank = check_int_option("blank", blank, 0)
+    if not isinstance(between, str) or between not in _BETWEEN:
+        raise ValueError(
+            f"between must be one of {', '.join(map(repr, _BETWEEN))}, got {between!r}"
+        )
     if np.any(target == blank):
         pos = int(np.flatnonzero(target == blank)[0])
         raise ValueError(
             f"target contains the blank id {blank} at position {pos}; "
             "the blank cannot be a target symbol"
         )
-    K = target.shape[0]
-    S = 2 * K + 1
-    labels = np.full(S, blank, dtype=np.int64)
-    labels[1::2] = target
-    tokens = np.full(S, -1, dtype=np.int64)
-    tokens[1::2] = np.arange(K)
-    states = np.arange(S)
-    skip_from = 2 * np.flatnonzero(target[1:] != target[:-1]) + 1  # symbol i -> i + 1
-    src = np.concatenate([states, states[:-1], skip_from])
-    dst = np.concatenate([states, states[1:], skip_from + 2])
-    start = np.full(S, -np.inf)
-    start[: min(2, S)] = 0.0
-    final = np.full(S, -np.inf)
-    final[max(S - 2, 0):] = 0.0
-    return lattice.Graph(labels, src, dst, None, start, final, tokens=tokens)
+    unit, optional = _blank_units(blank)
+    separator = {"optional": optional, "required": unit, "none": None}[between]
+    return C.chain(
+        target,
+        between=separator,
+        leading=optional,
+        trailing=optional,
+        separate_repeats=between == "optional",
+    ).to_graph()

@@ -1,10 +1,15 @@
 """The monotone segmentation grid: stay on a symbol or advance, no blank."""
 
-import numpy as np
+import functools
 
-import lattice
+from lattice import compose as C
 
 from ._target import check_int_option, check_target
+
+
+@functools.lru_cache(maxsize=64)
+def _template(min_frames):
+    return C.symbol(C.SYMBOL, min_frames=min_frames)
 
 
 def segmentation(target, min_frames=1):
@@ -18,7 +23,10 @@ def segmentation(target, min_frames=1):
     criteria where every frame belongs to some target symbol (no blank).
 
     All states of symbol i carry ``tokens`` = i, so Viterbi segments are the symbols'
-    frame ranges. An empty target gives an empty graph (score -inf).
+    frame ranges. An empty target gives an empty graph (score -inf). Arcs are sorted
+    by (source, destination). The graph is built with :mod:`lattice.compose` as
+    ``chain(target, symbol(SYMBOL, min_frames=m))``; see the ``hmm`` builder for
+    several states per symbol and a maximum duration.
 
     Parameters
     ----------
@@ -42,20 +50,4 @@ def segmentation(target, min_frames=1):
     """
     target = check_target(target)
     m = check_int_option("min_frames", min_frames, 1)
-    K = target.shape[0]
-    S = K * m
-    labels = np.repeat(target, m)
-    tokens = np.repeat(np.arange(K), m)
-    states = np.arange(S)
-    last = states[m - 1 :: m]  # the state of each symbol that may stay
-    # arcs: every state advances to the next (inside a chain, or into the next
-    # symbol's chain); the last state of each chain also stays.
-    src = np.concatenate([last, states[:-1]])
-    dst = np.concatenate([last, states[1:]])
-    order = np.lexsort((dst, src))
-    start = np.full(S, -np.inf)
-    final = np.full(S, -np.inf)
-    if S:
-        start[0] = 0.0
-        final[-1] = 0.0
-    return lattice.Graph(labels, src[order], dst[order], None, start, final, tokens=tokens)
+    return C.chain(target, _template(m)).to_graph(sort_arcs=True)

@@ -8,7 +8,10 @@ throwaway distribution off ``sys.path``, forgets imported throwaway modules and 
 
 import importlib
 import importlib.metadata
+import os
+import subprocess
 import sys
+import textwrap
 import uuid
 import warnings
 
@@ -279,12 +282,15 @@ def test_broken_plugin(isolated_registry, tmp_path):
     assert "broken" in lattice.available_graphs()
     assert registry.registered()["broken"] == f"{missing}:func"
     with pytest.raises(ImportError, match="broken") as info:
-        lattice.build("broken", [1, 2])
+        with pytest.warns(RuntimeWarning, match="broken") as record:
+            lattice.build("broken", [1, 2])
     assert missing in str(info.value)
+    assert missing in str(record[0].message)
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
     # a second attempt fails the same way (nothing half-loaded is cached)
     with pytest.raises(ImportError, match="broken"):
-        registry.get_builder("broken")
+        with pytest.warns(RuntimeWarning, match="broken"):
+            registry.get_builder("broken")
     # everything else still works
     assert {"ctc", "segmentation"} <= set(lattice.available_graphs())
     assert lattice.build("ctc", [1, 2]).num_states == 5
@@ -301,11 +307,13 @@ def test_plugin_failing_at_import(isolated_registry, tmp_path):
     )
     install(isolated_registry, root)
     with pytest.raises(ImportError, match="explodes") as info:
-        lattice.build("explodes", [1])
+        with pytest.warns(RuntimeWarning, match="boom at import"):
+            lattice.build("explodes", [1])
     assert "boom at import" in str(info.value)
     assert isinstance(info.value.__cause__, RuntimeError)
     with pytest.raises(ImportError, match="no_attr"):
-        lattice.build("no_attr", [1])
+        with pytest.warns(RuntimeWarning, match="no_attr"):
+            lattice.build("no_attr", [1])
     assert lattice.build("ctc", [3]).labels.tolist() == [0, 3, 0]
 
 
@@ -316,7 +324,8 @@ def test_plugin_with_missing_attribute(isolated_registry, tmp_path):
     )
     install(isolated_registry, root)
     with pytest.raises(ImportError, match="no_attr"):
-        lattice.build("no_attr", [1])
+        with pytest.warns(RuntimeWarning, match="no_attr"):
+            lattice.build("no_attr", [1])
 
 
 def test_working_plugin_found_lazily(isolated_registry, tmp_path):
@@ -390,3 +399,101 @@ def test_explicit_wins_over_third_party_plugin(isolated_registry, tmp_path):
         lattice.register(name, fake)
     assert lattice.build(name, [1]).labels.tolist() == [6]
     assert mod not in sys.modules
+
+
+def make_malformed_distribution(root, dist_name, graph_name):
+    """A distribution whose entry_points.txt cannot be parsed (a line without '=')."""
+    root.mkdir(parents=True, exist_ok=True)
+    info = root / f"{dist_name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text(
+        f"[lattice.graphs]\n{graph_name} = somewhere:func\nthis line is not an entry point\n"
+    )
+    return root
+
+
+def test_unreadable_entry_points_are_skipped_with_a_warning(isolated_registry, tmp_path):
+    dist = unique("malformed_")
+    name = unique("never_listed_")
+    root = make_malformed_distribution(tmp_path / "site", dist, name)
+    install(isolated_registry, root)
+    # (importlib.metadata.entry_points() itself raises on such a file in Python 3.11)
+    with pytest.warns(RuntimeWarning, match=dist) as record:
+        names = lattice.available_graphs()
+    assert "entry points cannot be read" in str(record[0].message)
+    assert name not in names
+    assert {"ctc", "segmentation", "hmm", "star"} <= set(names)
+    assert lattice.build("ctc", [1, 2]).num_states == 5
+    # cached: no second warning until refresh
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lattice.available_graphs()
+
+
+def test_shadowed_distribution_is_ignored(isolated_registry, tmp_path):
+    """Two copies of one distribution on sys.path: only the first one counts."""
+    mod = unique()
+    dist = unique("twice_")
+    name_a, name_b = unique("first_"), unique("second_")
+    root_a = make_distribution(tmp_path / "a", dist, {name_a: f"{mod}:build_it"},
+                               {mod: GOOD_PLUGIN})
+    root_b = make_distribution(tmp_path / "b", dist, {name_b: f"{mod}:build_it"})
+    isolated_registry.syspath_prepend(str(root_b))
+    isolated_registry.syspath_prepend(str(root_a))  # root_a first
+    registry.refresh()
+    names = lattice.available_graphs()
+    assert name_a in names and name_b not in names
+
+
+SUBPROCESS_CHECK = textwrap.dedent(
+    """
+    import sys, warnings
+    warnings.simplefilter("always")
+    import lattice
+    # import lattice reads no entry point and imports no plugin
+    assert lattice.registry._entry_points is None, "entry points read at import"
+    plugins = [m for m in sys.modules if m.startswith("lattice_plugins.")
+               or m.startswith("lattice_throwaway_")]
+    assert not plugins, plugins
+    with warnings.catch_warnings(record=True) as caught:
+        names = lattice.available_graphs()
+    print("DISCOVERY", [str(w.message) for w in caught])
+    assert "broken_at_import" in names and "ctc" in names, names
+    assert lattice.build("ctc", [1, 2]).num_states == 5
+    assert lattice.build("hmm", [1, 2], states=2).num_states == 4
+    try:
+        lattice.build("broken_at_import", [1])
+    except ImportError as exc:
+        print("IMPORTERROR", exc)
+    else:
+        raise AssertionError("no ImportError")
+    print("OK")
+    """
+)
+
+
+def test_broken_third_party_plugins_cannot_break_import_lattice(tmp_path):
+    """A fresh interpreter with a broken plugin and an unreadable distribution installed."""
+    site = tmp_path / "site"
+    mod = unique()
+    dist = unique("brokenplugin_")
+    make_distribution(site, dist, {"broken_at_import": f"{mod}:build_it"},
+                      {mod: "raise RuntimeError('plugin exploded at import')\n"})
+    bad_dist = unique("unreadable_")
+    make_malformed_distribution(site, bad_dist, "whatever")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site)] + [
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    out = subprocess.run([sys.executable, "-c", SUBPROCESS_CHECK], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK" in out.stdout
+    discovery = next(line for line in out.stdout.splitlines() if line.startswith("DISCOVERY"))
+    assert bad_dist in discovery  # the unreadable distribution is named
+    error = next(line for line in out.stdout.splitlines() if line.startswith("IMPORTERROR"))
+    assert "broken_at_import" in error and "plugin exploded at import" in error
+    # the failed import also warned, naming the graph
+    assert "broken_at_import" in out.stderr and "RuntimeWarning" in out.stderr
