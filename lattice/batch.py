@@ -18,13 +18,38 @@ from .graph import Graph
 __all__ = ["GraphBatch", "batch"]
 
 
-def _csr(ends, num_states):
-    """Return (row pointer, arc ids) of arcs grouped by ``ends`` (stable order)."""
-    order = np.argsort(ends, kind="stable").astype(np.int32)
+# the widest band the fast path handles: arcs from s - d to s with d < MAX_BAND
+MAX_BAND = 3
+
+
+def _csr(ends, others, num_states, descending_others):
+    """Return (row pointer, arc ids) of arcs grouped by ``ends``.
+
+    Within a group arcs are sorted by ``others`` (descending or ascending), then by
+    arc id. This canonical order is the order in which the kernels combine the arcs
+    of a state, which is what lets the banded fast path reproduce the general path
+    bit for bit, and it decides Viterbi ties (the first arc in this order wins).
+    """
+    key = -others.astype(np.int64) if descending_others else others
+    order = np.lexsort((np.arange(ends.shape[0]), key, ends)).astype(np.int32)
     counts = np.bincount(ends, minlength=num_states)
     ptr = np.zeros(num_states + 1, dtype=np.int32)
     np.cumsum(counts, out=ptr[1:])
     return ptr, order
+
+
+def _band_width(g):
+    """D if every arc of ``g`` goes from s - d to s with d < D <= MAX_BAND and no two
+    arcs join the same states (the banded fast path applies); else None."""
+    if g.num_arcs == 0:
+        return 1
+    offset = g.dst.astype(np.int64) - g.src
+    if offset.min() < 0 or offset.max() >= MAX_BAND:
+        return None
+    pairs = g.dst.astype(np.int64) * MAX_BAND + offset
+    if np.unique(pairs).shape[0] != pairs.shape[0]:
+        return None
+    return int(offset.max()) + 1
 
 
 class GraphBatch:
@@ -51,7 +76,17 @@ class GraphBatch:
         CSR row pointers: the arcs entering (leaving) state ``s`` of example ``b`` are
         ``in_arc[b, in_ptr[b, s]:in_ptr[b, s + 1]]`` (likewise ``out_arc``).
     in_arc, out_arc : ndarray of int32, shape (B, A_max)
-        Arc ids sorted by destination (source), stable within a state.
+        Arc ids grouped by destination (source). Within a state, in-arcs come by
+        decreasing source and out-arcs by increasing destination, then by arc id:
+        the order in which the kernels combine them (Viterbi ties go to the first).
+    band : int or None
+        ``D`` if every graph is *banded* (each arc goes from ``s - d`` to ``s`` with
+        ``d < D <= 3``, at most one arc per pair of states): the engine then uses
+        its vectorised fast path, which gives the same bits as the general one.
+        ``None`` otherwise.
+    band_arc : ndarray of int32, shape (B, band * S_max), or None
+        For a banded batch, the arc id in band slot ``d * num_states[b] + s`` of
+        example ``b`` (the arc from ``s - d`` to ``s``), ``-1`` where there is none.
     max_in_degree : int
         The largest number of arcs entering one state (sizes Viterbi backpointers).
 
@@ -60,7 +95,9 @@ class GraphBatch:
     >>> import lattice
     >>> gb = lattice.GraphBatch([lattice.build("segmentation", [7, 8])])
     >>> gb.labels.tolist(), gb.in_ptr.tolist(), gb.in_arc.tolist()
-    ([[7, 8]], [[0, 1, 3]], [[0, 1, 2]])
+    ([[7, 8]], [[0, 1, 3]], [[0, 2, 1]])
+    >>> gb.band
+    2
     """
 
     def __init__(self, graphs: Sequence[Graph]):
@@ -99,17 +136,30 @@ class GraphBatch:
             self.src[b, :A] = g.src
             self.dst[b, :A] = g.dst
             self.weight[b, :A] = g.weight
-            ptr, arcs = _csr(g.dst, S)
+            # in-arcs by decreasing source (increasing offset d = dst - src), out-arcs
+            # by increasing destination: the orders of the banded row functions
+            ptr, arcs = _csr(g.dst, g.src, S, descending_others=True)
             self.in_ptr[b, : S + 1] = ptr
             self.in_ptr[b, S + 1 :] = A
             self.in_arc[b, :A] = arcs
-            ptr, arcs = _csr(g.src, S)
+            ptr, arcs = _csr(g.src, g.dst, S, descending_others=False)
             self.out_ptr[b, : S + 1] = ptr
             self.out_ptr[b, S + 1 :] = A
             self.out_arc[b, :A] = arcs
             if A:
                 max_in_degree = max(max_in_degree, int(np.diff(self.in_ptr[b]).max()))
         self.max_in_degree = max_in_degree
+        widths = [_band_width(g) for g in graphs]
+        if graphs and all(w is not None for w in widths):
+            # at least 2: the row functions exist for D = 2 and D = 3
+            self.band = max(2, max(widths))
+            self.band_arc = np.full((size, self.band * s_max), -1, dtype=np.int32)
+            for b, g in enumerate(graphs):
+                d = g.dst.astype(np.int64) - g.src
+                self.band_arc[b, d * g.num_states + g.dst] = np.arange(g.num_arcs)
+        else:
+            self.band = None
+            self.band_arc = None
         self.max_label = int(self.labels.max(initial=-1)) if s_max else -1
         for value in vars(self).values():
             if isinstance(value, np.ndarray):
