@@ -6,7 +6,11 @@ Metadata lives in pyproject.toml; this file only knows how to build the extensio
    semiring and dtype;
 2. detect whether the C compiler supports OpenMP by compiling a tiny program; if it
    does, build with ``-fopenmp``, otherwise build a serial extension and say so loudly;
-3. compile with ``-O3`` (never ``-ffast-math``: the kernels rely on IEEE ``-inf``).
+3. compile with ``-O3`` (never ``-ffast-math``: the kernels rely on IEEE ``-inf``),
+   ``-fno-trapping-math`` (the kernels never test floating-point exception flags;
+   without it gcc will not turn the selects of the banded loops into vector blends)
+   and ``-ffp-contract=off`` (no fused multiply-add, so the vectorised and the
+   scalar code round identically and both kernel paths give the same bits).
 
 Set ``LATTICE_DISABLE_OPENMP=1`` to force the serial build.
 """
@@ -23,7 +27,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = ["lattice/_core.pyx.tp"]
+TEMPLATES = ["lattice/_core.pyx.tp", "lattice/_banded.h.tp"]
 
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -83,7 +87,7 @@ def extensions():
     from Cython.Build import cythonize
 
     render_templates()
-    compile_args = ["-O3"]
+    compile_args = ["-O3", "-fno-trapping-math", "-ffp-contract=off"]
     link_args = []
     omp = openmp_flags()
     if omp is None:
@@ -103,6 +107,8 @@ def extensions():
     ext = Extension(
         "lattice._core",
         ["lattice/_core.pyx"],
+        include_dirs=["lattice"],
+        depends=["lattice/_vmath.h", "lattice/_banded.h"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

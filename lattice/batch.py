@@ -18,13 +18,30 @@ from .graph import Graph
 __all__ = ["GraphBatch", "batch"]
 
 
-def _csr(ends, num_states):
-    """Return (row pointer, arc ids) of arcs grouped by ``ends`` (stable order)."""
-    order = np.argsort(ends, kind="stable").astype(np.int32)
-    counts = np.bincount(ends, minlength=num_states)
-    ptr = np.zeros(num_states + 1, dtype=np.int32)
-    np.cumsum(counts, out=ptr[1:])
-    return ptr, order
+# the widest band the fast path handles: arcs from s - d to s with d < MAX_BAND
+MAX_BAND = 3
+
+
+def _batch_csr(example, ends, key, arc_id, arc_mask, size, s_max):
+    """CSR row pointers (B, S_max + 1) and arc ids (B, A_max) of the arcs grouped by
+    ``ends``, ordered within a state by ``key`` (a state id, or minus one) then arc
+    id, for the whole batch.
+
+    This canonical order is the order in which the kernels combine the arcs of a
+    state, which lets the banded fast path reproduce the general path bit for bit,
+    and it decides Viterbi ties (the first arc in this order wins).
+    """
+    # one integer key and a stable sort (the concatenation is in arc-id order within
+    # each example) is several times faster than a lexsort over four keys
+    composite = (example * s_max + ends) * (2 * s_max + 1) + (key + s_max)
+    order = np.argsort(composite, kind="stable")
+    arcs = np.zeros(arc_mask.shape, dtype=np.int32)
+    arcs[arc_mask] = arc_id[order]  # sorted by example first: row-major fill
+    counts = np.bincount(example * s_max + ends, minlength=size * s_max)
+    counts = counts.reshape(size, s_max)
+    ptr = np.zeros((size, s_max + 1), dtype=np.int32)
+    np.cumsum(counts, axis=1, out=ptr[:, 1:])
+    return ptr, arcs, counts
 
 
 class GraphBatch:
@@ -51,7 +68,17 @@ class GraphBatch:
         CSR row pointers: the arcs entering (leaving) state ``s`` of example ``b`` are
         ``in_arc[b, in_ptr[b, s]:in_ptr[b, s + 1]]`` (likewise ``out_arc``).
     in_arc, out_arc : ndarray of int32, shape (B, A_max)
-        Arc ids sorted by destination (source), stable within a state.
+        Arc ids grouped by destination (source). Within a state, in-arcs come by
+        decreasing source and out-arcs by increasing destination, then by arc id:
+        the order in which the kernels combine them (Viterbi ties go to the first).
+    band : int or None
+        ``D`` if every graph is *banded* (each arc goes from ``s - d`` to ``s`` with
+        ``d < D <= 3``, at most one arc per pair of states): the engine then uses
+        its vectorised fast path, which gives the same bits as the general one.
+        ``None`` otherwise.
+    band_arc : ndarray of int32, shape (B, band * S_max), or None
+        For a banded batch, the arc id in band slot ``d * num_states[b] + s`` of
+        example ``b`` (the arc from ``s - d`` to ``s``), ``-1`` where there is none.
     max_in_degree : int
         The largest number of arcs entering one state (sizes Viterbi backpointers).
 
@@ -60,7 +87,9 @@ class GraphBatch:
     >>> import lattice
     >>> gb = lattice.GraphBatch([lattice.build("segmentation", [7, 8])])
     >>> gb.labels.tolist(), gb.in_ptr.tolist(), gb.in_arc.tolist()
-    ([[7, 8]], [[0, 1, 3]], [[0, 1, 2]])
+    ([[7, 8]], [[0, 1, 3]], [[0, 2, 1]])
+    >>> gb.band
+    2
     """
 
     def __init__(self, graphs: Sequence[Graph]):
@@ -78,38 +107,58 @@ class GraphBatch:
         a_max = int(self.num_arcs.max(initial=0))
         self.max_states, self.max_arcs = s_max, a_max
 
-        self.labels = np.zeros((size, s_max), dtype=np.int32)
-        self.tokens = np.full((size, s_max), -1, dtype=np.int32)
-        self.start = np.full((size, s_max), -np.inf)
-        self.final = np.full((size, s_max), -np.inf)
-        self.src = np.zeros((size, a_max), dtype=np.int32)
-        self.dst = np.zeros((size, a_max), dtype=np.int32)
-        self.weight = np.zeros((size, a_max))
-        self.in_ptr = np.zeros((size, s_max + 1), dtype=np.int32)
-        self.out_ptr = np.zeros((size, s_max + 1), dtype=np.int32)
-        self.in_arc = np.zeros((size, a_max), dtype=np.int32)
-        self.out_arc = np.zeros((size, a_max), dtype=np.int32)
-        max_in_degree = 0
-        for b, g in enumerate(graphs):
-            S, A = g.num_states, g.num_arcs
-            self.labels[b, :S] = g.labels
-            self.tokens[b, :S] = g.tokens
-            self.start[b, :S] = g.start
-            self.final[b, :S] = g.final
-            self.src[b, :A] = g.src
-            self.dst[b, :A] = g.dst
-            self.weight[b, :A] = g.weight
-            ptr, arcs = _csr(g.dst, S)
-            self.in_ptr[b, : S + 1] = ptr
-            self.in_ptr[b, S + 1 :] = A
-            self.in_arc[b, :A] = arcs
-            ptr, arcs = _csr(g.src, S)
-            self.out_ptr[b, : S + 1] = ptr
-            self.out_ptr[b, S + 1 :] = A
-            self.out_arc[b, :A] = arcs
-            if A:
-                max_in_degree = max(max_in_degree, int(np.diff(self.in_ptr[b]).max()))
-        self.max_in_degree = max_in_degree
+        # everything is computed on the concatenation of all graphs at once: the
+        # batch is rebuilt for every training step, so no Python loop per graph
+        state_mask = np.arange(s_max) < self.num_states[:, None]
+        arc_mask = np.arange(a_max) < self.num_arcs[:, None]
+
+        def padded(parts, mask, fill, dtype):
+            out = np.full(mask.shape, fill, dtype=dtype)
+            if parts:
+                out[mask] = np.concatenate(parts)  # row-major order = batch order
+            return out
+
+        self.labels = padded([g.labels for g in graphs], state_mask, 0, np.int32)
+        self.tokens = padded([g.tokens for g in graphs], state_mask, -1, np.int32)
+        self.start = padded([g.start for g in graphs], state_mask, -np.inf, np.float64)
+        self.final = padded([g.final for g in graphs], state_mask, -np.inf, np.float64)
+        self.src = padded([g.src for g in graphs], arc_mask, 0, np.int32)
+        self.dst = padded([g.dst for g in graphs], arc_mask, 0, np.int32)
+        self.weight = padded([g.weight for g in graphs], arc_mask, 0.0, np.float64)
+
+        example = np.repeat(np.arange(size), self.num_arcs)
+        src = self.src[arc_mask].astype(np.int64)
+        dst = self.dst[arc_mask].astype(np.int64)
+        arc_id = np.arange(src.shape[0]) - np.repeat(
+            np.cumsum(self.num_arcs) - self.num_arcs, self.num_arcs
+        )
+        # in-arcs by decreasing source (increasing offset d = dst - src), out-arcs by
+        # increasing destination, then by arc id: the orders of the banded row
+        # functions, which the general kernels follow too (see _batch_csr)
+        self.in_ptr, self.in_arc, in_counts = _batch_csr(
+            example, dst, -src, arc_id, arc_mask, size, s_max
+        )
+        self.out_ptr, self.out_arc, _ = _batch_csr(
+            example, src, dst, arc_id, arc_mask, size, s_max
+        )
+        self.max_in_degree = int(in_counts.max(initial=0))
+
+        # the banded fast path applies if every arc goes from s - d to s with
+        # d < MAX_BAND and no pair of states is joined twice
+        offset = dst - src
+        banded = bool(size) and bool(np.all((offset >= 0) & (offset < MAX_BAND)))
+        if banded and src.size:
+            pair = (example * s_max + dst) * MAX_BAND + offset
+            banded = np.bincount(pair).max() <= 1
+        if banded:
+            # at least 2: the row functions exist for D = 2 and D = 3
+            self.band = max(2, int(offset.max(initial=0)) + 1)
+            self.band_arc = np.full((size, self.band * s_max), -1, dtype=np.int32)
+            slot = offset * self.num_states[example] + dst
+            self.band_arc[example, slot] = arc_id
+        else:
+            self.band = None
+            self.band_arc = None
         self.max_label = int(self.labels.max(initial=-1)) if s_max else -1
         for value in vars(self).values():
             if isinstance(value, np.ndarray):

@@ -24,6 +24,9 @@ __all__ = ["forward", "forward_backward", "viterbi", "Alignment", "ForwardBackwa
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # below this many (frame x (state + arc)) steps a batch runs on the calling thread
 _SERIAL_WORK = 50_000
+# use the vectorised banded kernels where they apply (tests switch it off to compare
+# both paths bit for bit)
+_USE_BANDED = True
 
 
 class _Problem(NamedTuple):
@@ -35,6 +38,7 @@ class _Problem(NamedTuple):
     order: np.ndarray  # (B,) int64, longest work first
     weight: np.ndarray  # (B, T, A_max), time stride 0 if time-independent
     time_dependent: bool
+    band_weight: np.ndarray | None  # (B, D * S_max) for the banded fast path
     start: np.ndarray  # (B, S_max)
     final: np.ndarray  # (B, S_max)
     num_threads: int
@@ -121,6 +125,12 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
         time_dependent = arr.ndim == 3
         shape = (size, frames, a_max) if time_dependent else (size, a_max)
         weight = _check_log_weights("arc_weights", arr, shape, dtype)
+    band_weight = None
+    if not time_dependent and gb.band is not None and _USE_BANDED:
+        # the dense (d, s) weight table of the banded fast path; -inf where no arc
+        band_weight = np.full(gb.band_arc.shape, -np.inf, dtype=dtype)
+        rows, slots = np.nonzero(gb.band_arc >= 0)
+        band_weight[rows, slots] = weight[rows, gb.band_arc[rows, slots]]
     if not time_dependent:
         # the kernels index weight[b, t, a]; a zero time stride reads row b every frame
         weight = as_strided(
@@ -141,7 +151,8 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
         # OpenMP workers spinning on an oversubscribed machine slow everyone down
         num_threads = 1
     return _Problem(
-        emissions, gb, lengths, order, weight, time_dependent, start, final, num_threads
+        emissions, gb, lengths, order, weight, time_dependent, band_weight, start,
+        final, num_threads,
     )
 
 
@@ -227,12 +238,21 @@ def forward(
     if size == 0:
         return scores
     gb = p.batch
-    scratch = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
-    _kernel(f"forward_{sr.name}_{dtype.name}")(
-        p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
-        gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
-        scratch, scores, p.num_threads,
-    )  # fmt: skip
+    if p.band_weight is not None:
+        scratch = np.empty((size, 3 * max(gb.max_states, 1)), dtype=dtype)
+        bp_scratch = np.empty((size, max(gb.max_states, 1)), dtype=np.uint8)
+        _kernel(f"forward_banded_{sr.name}_{dtype.name}")(
+            p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
+            p.band_weight, p.start, p.final, scratch, bp_scratch, scores,
+            p.num_threads,
+        )  # fmt: skip
+    else:
+        scratch = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
+        _kernel(f"forward_{sr.name}_{dtype.name}")(
+            p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
+            gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
+            scratch, scores, p.num_threads,
+        )  # fmt: skip
     _raise_if_nan(scores)
     return scores
 
@@ -328,14 +348,27 @@ def forward_backward(
         alpha_offset = np.zeros(size, dtype=np.int64)
         np.cumsum(cells[:-1], out=alpha_offset[1:])
         alpha = np.empty(max(int(cells.sum()), 1), dtype=dtype)
-        beta = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
-        _kernel(f"forward_backward_{dtype.name}")(
-            p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src, gb.dst,
-            gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
-            p.weight, p.start, p.final, alpha, alpha_offset, beta,
-            grad_emissions, grad_weight, grad_start, grad_final,
-            scores, p.num_threads,
-        )  # fmt: skip
+        if p.band_weight is not None:
+            scratch = np.empty((size, 4 * max(gb.max_states, 1)), dtype=dtype)
+            grad_band = np.zeros_like(p.band_weight)
+            _kernel(f"forward_backward_banded_{dtype.name}")(
+                p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
+                p.band_weight, p.start, p.final, alpha, alpha_offset, scratch,
+                grad_emissions, grad_band, grad_start, grad_final,
+                scores, p.num_threads,
+            )  # fmt: skip
+            # every arc owns exactly one band slot
+            rows, slots = np.nonzero(gb.band_arc >= 0)
+            arc_grad[rows, gb.band_arc[rows, slots]] = grad_band[rows, slots]
+        else:
+            beta = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
+            _kernel(f"forward_backward_{dtype.name}")(
+                p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
+                gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
+                p.weight, p.start, p.final, alpha, alpha_offset, beta,
+                grad_emissions, grad_weight, grad_start, grad_final,
+                scores, p.num_threads,
+            )  # fmt: skip
         _raise_if_nan(scores)
     return ForwardBackward(scores, grad_emissions, arc_grad, grad_start, grad_final)
 
@@ -365,8 +398,8 @@ class Alignment:
     --------
     >>> import numpy as np, lattice
     >>> ali = lattice.viterbi(np.zeros((1, 3, 2)), [lattice.build("segmentation", [0, 1])])
-    >>> ali.states.tolist(), ali.num_segments.tolist()
-    ([[0, 0, 1]], [2])
+    >>> ali.states.tolist(), ali.num_segments.tolist()   # a tie: staying wins
+    ([[0, 1, 1]], [2])
     """
 
     score: np.ndarray
@@ -407,9 +440,11 @@ def viterbi(
 ):
     """Best path of every example (max semiring) with its states, labels and segments.
 
-    Not differentiable. Ties between equally good arcs go to the arc listed first in
-    the graph. Backpointers take one byte per (frame, state) when no state has more
-    than 255 incoming arcs, four otherwise.
+    Not differentiable. Ties between equally good arcs into a state go to the arc
+    from the highest-numbered source state (for left-to-right topologies: staying
+    beats advancing, which beats skipping), then to the arc listed first. Backpointers
+    take one byte per (frame, state) when no state has more than 255 incoming arcs,
+    four otherwise.
 
     Parameters
     ----------
@@ -443,18 +478,28 @@ def viterbi(
         cells = p.lengths * gb.num_states
         bp_offset = np.zeros(size, dtype=np.int64)
         np.cumsum(cells[:-1], out=bp_offset[1:])
-        if gb.max_in_degree <= 255:
-            kind, bp_dtype = "u8", np.uint8
+        if p.band_weight is not None:
+            backpointers = np.empty(max(int(cells.sum()), 1), dtype=np.uint8)
+            scratch = np.empty((size, 3 * max(gb.max_states, 1)), dtype=dtype)
+            _kernel(f"viterbi_banded_{dtype.name}")(
+                p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
+                gb.band, gb.band_arc, p.band_weight, p.start, p.final,
+                scratch, backpointers, bp_offset, states, labels, arcs,
+                seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
+            )  # fmt: skip
         else:
-            kind, bp_dtype = "i32", np.int32
-        backpointers = np.empty(max(int(cells.sum()), 1), dtype=bp_dtype)
-        scratch = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
-        _kernel(f"viterbi_{dtype.name}_{kind}")(
-            p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
-            gb.src, gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
-            scratch, backpointers, bp_offset, states, labels, arcs,
-            seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
-        )  # fmt: skip
+            if gb.max_in_degree <= 255:
+                kind, bp_dtype = "u8", np.uint8
+            else:
+                kind, bp_dtype = "i32", np.int32
+            backpointers = np.empty(max(int(cells.sum()), 1), dtype=bp_dtype)
+            scratch = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
+            _kernel(f"viterbi_{dtype.name}_{kind}")(
+                p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
+                gb.src, gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
+                scratch, backpointers, bp_offset, states, labels, arcs,
+                seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
+            )  # fmt: skip
         _raise_if_nan(scores)
     k = int(num_segments.max(initial=0))
     return Alignment(

@@ -458,14 +458,18 @@ def check_batch(gb, gs):
         assert np.all(np.isneginf(gb.start[b, S:])) and np.all(np.isneginf(gb.final[b, S:]))
         assert np.all(gb.src[b, A:] == 0) and np.all(gb.dst[b, A:] == 0)
         assert np.all(gb.weight[b, A:] == 0)
-        # CSR: arcs entering / leaving each state, in arc order
-        for ptr, arcs, ends in ((gb.in_ptr, gb.in_arc, g.dst), (gb.out_ptr, gb.out_arc, g.src)):
+        # CSR: arcs entering / leaving each state, in the canonical order: in-arcs
+        # by decreasing source, out-arcs by increasing destination, then arc id
+        in_key = lambda a: (-int(g.src[a]), a)  # noqa: E731
+        out_key = lambda a: (int(g.dst[a]), a)  # noqa: E731
+        for ptr, arcs, ends, key in ((gb.in_ptr, gb.in_arc, g.dst, in_key),
+                                     (gb.out_ptr, gb.out_arc, g.src, out_key)):
             assert ptr[b, 0] == 0
             assert np.all(np.diff(ptr[b]) >= 0)
             assert np.all(ptr[b, S:] == A)
             for s in range(S):
                 got = arcs[b, ptr[b, s] : ptr[b, s + 1]].tolist()
-                assert got == [a for a in range(A) if ends[a] == s], (b, s)
+                assert got == sorted((a for a in range(A) if ends[a] == s), key=key), (b, s)
             assert sorted(arcs[b, :A].tolist()) == list(range(A))
         if A:
             max_in = max(max_in, int(np.bincount(g.dst, minlength=S).max()))
@@ -493,10 +497,12 @@ def test_batch_csr_stable_order_with_parallel_arcs():
     g = Graph([0, 1], src=[1, 0, 0, 1, 0], dst=[0, 1, 1, 0, 0], weight=None,
               start=0.0, final=0.0)
     gb = lattice.batch([g])
+    # into 0: arcs 0, 3 (from 1), then 4 (from 0); into 1: arcs 1, 2 (from 0)
     assert gb.in_ptr[0].tolist() == [0, 3, 5]
     assert gb.in_arc[0].tolist() == [0, 3, 4, 1, 2]
+    # out of 0: arc 4 (to 0), then 1, 2 (to 1); out of 1: arcs 0, 3 (to 0)
     assert gb.out_ptr[0].tolist() == [0, 3, 5]
-    assert gb.out_arc[0].tolist() == [1, 2, 4, 0, 3]
+    assert gb.out_arc[0].tolist() == [4, 1, 2, 0, 3]
     assert gb.max_in_degree == 3
 
 

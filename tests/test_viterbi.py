@@ -196,14 +196,15 @@ def test_zero_frames_and_empty_batch():
     assert ali.score.shape == (0,) and ali.states.shape == (0, 3)
 
 
-def test_ties_go_to_the_arc_listed_first():
-    # states 0 and 1 both lead to 2 with equal scores: the first-listed arc wins
-    for arcs, expected in (([(1, 2), (0, 2)], [1, 2]), ([(0, 2), (1, 2)], [0, 2])):
+def test_ties_go_to_the_highest_source_then_the_arc_listed_first():
+    # states 0 and 1 both lead to 2 with equal scores: the arc from 1 wins, whatever
+    # the listing order
+    for arcs, arc_from_1 in (([(1, 2), (0, 2)], 0), ([(0, 2), (1, 2)], 1)):
         g = lattice.Graph([0, 0, 1], [a for a, _ in arcs], [d for _, d in arcs], None,
                           [0.0, 0.0, INF], [INF, INF, 0.0])
         ali = lattice.viterbi(np.zeros((1, 2, 2)), [g])
-        assert ali.states[0].tolist() == expected
-        assert ali.arcs[0].tolist() == [-1, 0]
+        assert ali.states[0].tolist() == [1, 2]
+        assert ali.arcs[0].tolist() == [-1, arc_from_1]
     # parallel arcs with equal weights: the first-listed one is reported
     g = lattice.Graph([0, 1], [0, 0, 0, 0], [0, 1, 1, 1], [0.0, -1.0, 0.5, 0.5],
                       [0.0, INF], [INF, 0.0])

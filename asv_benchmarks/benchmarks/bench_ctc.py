@@ -1,0 +1,88 @@
+"""CTC loss forward+backward and forward only: lattice against torch and optax.
+
+Each implementation computes the summed CTC loss of the same seeded batch and its
+gradient with respect to the log-probabilities. Implementations that are not
+installed are skipped (NotImplementedError in setup).
+"""
+
+import numpy as np
+
+from .common import DTYPES, SHAPES, THREADS, ctc_problem, set_threads
+
+
+class _CTC:
+    params = (list(SHAPES), DTYPES, THREADS, ["lattice", "torch", "optax"])
+    param_names = ["shape", "dtype", "threads", "impl"]
+    timeout = 300
+
+    def setup(self, shape, dtype, threads, impl):
+        log_probs, targets, input_lengths, target_lengths = ctc_problem(shape, dtype)
+        set_threads(threads)
+        if impl in ("lattice", "torch"):
+            try:
+                import torch
+            except ImportError:
+                raise NotImplementedError("torch is not installed")
+            if impl == "lattice":
+                from lattice.torch import ctc_loss
+            else:
+                ctc_loss = torch.nn.functional.ctc_loss
+            lp = torch.from_numpy(log_probs).requires_grad_()
+            args = (torch.from_numpy(targets), torch.from_numpy(input_lengths),
+                    torch.from_numpy(target_lengths))
+
+            def run_fb():
+                lp.grad = None
+                ctc_loss(lp, *args, reduction="sum").backward()
+
+            def run_fwd():
+                with torch.no_grad():
+                    ctc_loss(lp, *args, reduction="sum")
+
+        else:
+            try:
+                import jax
+                import optax
+            except ImportError:
+                raise NotImplementedError("optax is not installed")
+            if dtype == "float64":
+                jax.config.update("jax_enable_x64", True)
+            logits = jax.numpy.asarray(np.transpose(log_probs, (1, 0, 2)))
+            labels = jax.numpy.asarray(targets)
+            pad = jax.numpy.zeros(logits.shape[:2], dtype=logits.dtype)
+            lpad = jax.numpy.zeros(labels.shape, dtype=logits.dtype)
+
+            def loss(x):
+                return optax.ctc_loss(x, pad, labels, lpad).sum()
+
+            grad = jax.jit(jax.grad(loss))
+            value = jax.jit(loss)
+
+            def run_fb():
+                grad(logits).block_until_ready()
+
+            def run_fwd():
+                value(logits).block_until_ready()
+
+        self.run_fb, self.run_fwd = run_fb, run_fwd
+
+
+class CTCForwardBackward(_CTC):
+    def setup(self, *params):
+        super().setup(*params)
+        self.run_fb()  # warm up (and compile, for jax)
+
+    def time_ctc_forward_backward(self, *params):
+        self.run_fb()
+
+    def peakmem_ctc_forward_backward(self, *params):
+        self.run_fb()
+
+
+class CTCForward(_CTC):
+    def setup(self, *params):
+        super().setup(*params)
+        self.run_fwd()
+
+    def time_ctc_forward(self, *params):
+        self.run_fwd()

@@ -1,0 +1,81 @@
+"""The numpy engine on its own: forward (log, max), forward-backward and Viterbi on
+the banded CTC and segmentation graphs, the same CTC graphs forced through the
+general CSR kernels, and a random general graph of the same size."""
+
+import numpy as np
+
+import lattice
+import lattice.engine
+
+from .common import (
+    DTYPES, LARGE, SCALING_FRAMES, THREADS, ctc_graphs, ctc_problem, random_graph_like,
+    set_threads,
+)
+
+GRAPHS = ["ctc", "ctc-general-path", "segmentation", "random-general"]
+
+
+class Engine:
+    params = (LARGE, GRAPHS, DTYPES, THREADS)
+    param_names = ["shape", "graph", "dtype", "threads"]
+    timeout = 300
+
+    def setup(self, shape, graph, dtype, threads):
+        log_probs, targets, _, _ = ctc_problem(shape, dtype)
+        self.emissions = np.ascontiguousarray(np.transpose(log_probs, (1, 0, 2)))
+        rng = np.random.default_rng(1)
+        if graph.startswith("ctc"):
+            self.graphs = ctc_graphs(targets)
+        elif graph == "segmentation":
+            # as many states as the CTC graph of the same shape
+            self.graphs = lattice.batch([lattice.build("segmentation", np.repeat(t, 2))
+                                         for t in targets])
+        else:
+            S = 2 * targets.shape[1] + 1
+            C = log_probs.shape[2]
+            self.graphs = lattice.batch([random_graph_like(S, C, 3, rng)
+                                         for _ in range(targets.shape[0])])
+        self.general = graph == "ctc-general-path"
+        set_threads(threads)
+
+    def _call(self, fn, *args, **kwargs):
+        saved = lattice.engine._USE_BANDED
+        lattice.engine._USE_BANDED = not self.general
+        try:
+            return fn(self.emissions, self.graphs, *args, **kwargs)
+        finally:
+            lattice.engine._USE_BANDED = saved
+
+    def time_forward_log(self, *params):
+        self._call(lattice.forward, semiring="log")
+
+    def time_forward_max(self, *params):
+        self._call(lattice.forward, semiring="max")
+
+    def time_forward_backward(self, *params):
+        self._call(lattice.forward_backward)
+
+    def peakmem_forward_backward(self, *params):
+        self._call(lattice.forward_backward)
+
+    def time_viterbi(self, *params):
+        self._call(lattice.viterbi)
+
+
+class Scaling:
+    """Work linear in T stays linear: forward-backward at T = 1000, 4000, 16000."""
+
+    params = (SCALING_FRAMES, DTYPES)
+    param_names = ["frames", "dtype"]
+    timeout = 300
+
+    def setup(self, frames, dtype):
+        rng = np.random.default_rng(2)
+        B, C, S = 4, 32, 100
+        logits = rng.standard_normal((B, frames, C))
+        self.emissions = (logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)).astype(dtype)
+        self.graphs = ctc_graphs(rng.integers(1, C, size=(B, S)))
+        set_threads(2)
+
+    def time_forward_backward(self, frames, dtype):
+        lattice.forward_backward(self.emissions, self.graphs)

@@ -1,0 +1,74 @@
+"""Shared inputs for the lattice benchmarks: the same problems for every implementation.
+
+The shapes are those of the performance goals: CTC over (B, T, C, S) with S the
+target length (the CTC graph has 2S + 1 states). Every input is seeded, so lattice
+and torch (and optax, when installed) see identical numbers.
+"""
+
+import os
+
+import numpy as np
+
+import lattice
+
+# LATTICE_ASV_SMOKE=1 shrinks every problem so that CI can run each benchmark once
+# in a few seconds (it checks the benchmarks work, not how fast they are)
+SMOKE = os.environ.get("LATTICE_ASV_SMOKE", "") not in ("", "0")
+
+# (B, T, C, S)
+SHAPES = {
+    "B16-T200-C32-S40": (16, 200, 32, 40),
+    "B32-T500-C64-S100": (32, 500, 64, 100),
+    "B32-T1000-C64-S200": (32, 1000, 64, 200),
+    "B8-T2000-C512-S400": (8, 2000, 512, 400),
+}
+LARGE = ["B32-T1000-C64-S200", "B8-T2000-C512-S400"]
+SCALING_FRAMES = [1000, 4000, 16000]
+if SMOKE:
+    SHAPES = {"B4-T40-C8-S8": (4, 40, 8, 8)}
+    LARGE = list(SHAPES)
+    SCALING_FRAMES = [100, 400]
+DTYPES = ["float32", "float64"]
+THREADS = [1, 2]
+
+
+def ctc_problem(shape, dtype, seed=0):
+    """log-probabilities (T, B, C), padded targets (B, S) and the lengths."""
+    B, T, C, S = SHAPES[shape]
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((T, B, C))
+    log_probs = (logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)).astype(dtype)
+    targets = rng.integers(1, C, size=(B, S))
+    input_lengths = np.full(B, T)
+    target_lengths = np.full(B, S)
+    return log_probs, targets, input_lengths, target_lengths
+
+
+def ctc_graphs(targets):
+    return lattice.batch([lattice.build("ctc", t) for t in targets])
+
+
+def random_graph_like(num_states, num_classes, in_degree, rng):
+    """A general (non-banded) graph of the given size: every state has a self-loop
+    and ``in_degree - 1`` arcs from random earlier or later states."""
+    src = [np.arange(num_states)]
+    dst = [np.arange(num_states)]
+    for _ in range(in_degree - 1):
+        src.append(rng.integers(0, num_states, num_states))
+        dst.append(np.arange(num_states))
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    start = np.full(num_states, -np.inf)
+    start[:2] = 0.0
+    final = np.full(num_states, -np.inf)
+    final[-2:] = 0.0
+    labels = rng.integers(0, num_classes, num_states)
+    return lattice.Graph(labels, src, dst, rng.normal(size=src.size) * 0.1, start, final)
+
+
+def set_threads(threads):
+    lattice.set_num_threads(threads)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
