@@ -24,12 +24,14 @@ SHAPES = {
 }
 LARGE = ["B32-T1000-C64-S200", "B8-T2000-C512-S400"]
 SCALING_FRAMES = [1000, 4000, 16000]
+DTYPES = ["float32", "float64"]
+THREADS = [1, 2]
 if SMOKE:
     SHAPES = {"B4-T40-C8-S8": (4, 40, 8, 8)}
     LARGE = list(SHAPES)
     SCALING_FRAMES = [100, 400]
-DTYPES = ["float32", "float64"]
-THREADS = [1, 2]
+    DTYPES = ["float32"]
+    THREADS = [2]
 
 
 def ctc_problem(shape, dtype, seed=0):

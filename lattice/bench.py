@@ -1,0 +1,238 @@
+"""``lattice bench``: lattice's CTC against torch's (and optax's) on this machine.
+
+Every implementation computes the summed CTC loss of the same seeded batch (forward)
+and its gradient with respect to the log-probabilities (forward + backward), with the
+same number of threads. The table gives the median time of several runs and the
+ratio other / lattice (above 1: lattice is faster). The asv suite in
+``asv_benchmarks/`` measures the same things and more, over time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+__all__ = ["SHAPES", "run_bench", "format_table"]
+
+# (B, T, C, S): batch, frames, classes, target length
+SHAPES = [(16, 200, 32, 40), (32, 500, 64, 100), (32, 1000, 64, 200), (8, 2000, 512, 400)]
+
+
+def _problem(shape, dtype, seed=0):
+    B, T, C, S = shape
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((T, B, C))
+    log_probs = (logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)).astype(dtype)
+    return log_probs, rng.integers(1, C, size=(B, S))
+
+
+def _torch_runners(impl, log_probs, targets):
+    import torch
+
+    if impl == "lattice":
+        from lattice.torch import ctc_loss
+    else:
+        ctc_loss = torch.nn.functional.ctc_loss
+    T, B, _ = log_probs.shape
+    lp = torch.from_numpy(log_probs).requires_grad_()
+    args = (torch.from_numpy(targets), torch.full((B,), T),
+            torch.full((B,), targets.shape[1]))
+
+    def forward():
+        with torch.no_grad():
+            ctc_loss(lp, *args, reduction="sum")
+
+    def forward_backward():
+        lp.grad = None
+        ctc_loss(lp, *args, reduction="sum").backward()
+
+    return forward, forward_backward
+
+
+def _optax_runners(log_probs, targets):
+    import jax
+    import optax
+
+    if log_probs.dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    logits = jax.numpy.asarray(np.transpose(log_probs, (1, 0, 2)))
+    labels = jax.numpy.asarray(targets)
+    pad = jax.numpy.zeros(logits.shape[:2], dtype=logits.dtype)
+    label_pad = jax.numpy.zeros(labels.shape, dtype=logits.dtype)
+
+    def loss(x):
+        return optax.ctc_loss(x, pad, labels, label_pad).sum()
+
+    value, grad = jax.jit(loss), jax.jit(jax.grad(loss))
+    return (lambda: value(logits).block_until_ready(),
+            lambda: grad(logits).block_until_ready())
+
+
+def _median_ms(fn, repeat):
+    fn()  # warm up (and compile, for jax)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+def available_implementations():
+    """The implementations installed here, lattice first.
+
+    Examples
+    --------
+    >>> from lattice.bench import available_implementations
+    >>> available_implementations()[0]
+    'lattice'
+    """
+    impls = ["lattice", "torch"]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return []
+    try:
+        import jax  # noqa: F401
+        import optax  # noqa: F401
+    except ImportError:
+        return impls
+    return impls + ["optax"]
+
+
+def run_bench(shapes=SHAPES, dtypes=("float32",), threads=2, repeat=5, progress=None):
+    """Time CTC forward and forward+backward for every implementation installed.
+
+    Parameters
+    ----------
+    shapes : sequence of (B, T, C, S)
+    dtypes : sequence of {"float32", "float64"}
+    threads : int
+        Threads for every implementation (lattice and torch; XLA uses its own).
+    repeat : int
+        Timed runs per measurement (after one warm-up); the median is reported.
+    progress : callable, optional
+        Called with a short string before each measurement.
+
+    Returns
+    -------
+    list of dict
+        One row per (shape, dtype, pass) with the median milliseconds of each
+        implementation.
+
+    Raises
+    ------
+    ImportError
+        If torch is not installed (lattice's torch ops are what is measured).
+
+    Examples
+    --------
+    >>> from lattice.bench import run_bench
+    >>> rows = run_bench(shapes=[(2, 30, 5, 4)], repeat=1)
+    >>> rows[0]["ms"]["lattice"] > 0 and rows[0]["ms"]["torch"] > 0
+    True
+    >>> [row["pass"] for row in rows]
+    ['forward', 'forward+backward']
+    """
+    import lattice
+
+    impls = available_implementations()
+    if not impls:
+        raise ImportError("lattice bench needs torch: pip install 'lattice[torch]'")
+    import torch
+
+    lattice.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    rows = []
+    try:
+        for shape in shapes:
+            for dtype in dtypes:
+                log_probs, targets = _problem(shape, dtype)
+                runners = {}
+                for impl in impls:
+                    if impl == "optax":
+                        runners[impl] = _optax_runners(log_probs, targets)
+                    else:
+                        runners[impl] = _torch_runners(impl, log_probs, targets)
+                for index, name in enumerate(("forward", "forward+backward")):
+                    timings = {}
+                    for impl, fns in runners.items():
+                        if progress is not None:
+                            progress(f"{impl} {name} {shape} {dtype}")
+                        timings[impl] = _median_ms(fns[index], repeat)
+                    rows.append({"shape": shape, "dtype": dtype, "pass": name, "ms": timings})
+    finally:
+        lattice.set_num_threads(None)
+    return rows
+
+
+def format_table(rows):
+    """Render :func:`run_bench` rows as a text table with ratios to lattice.
+
+    Examples
+    --------
+    >>> from lattice.bench import format_table
+    >>> row = {"shape": (1, 2, 3, 1), "dtype": "float32", "pass": "forward",
+    ...        "ms": {"lattice": 1.0, "torch": 5.0}}
+    >>> print(format_table([row]))
+    B T C S dtype   pass    lattice ms torch ms torch/lattice
+    1 2 3 1 float32 forward        1.0      5.0          5.00
+    """
+    if not rows:
+        return "(no measurements)"
+    others = [impl for impl in rows[0]["ms"] if impl != "lattice"]
+    header = ["B", "T", "C", "S", "dtype", "pass", "lattice ms"]
+    header += [f"{impl} ms" for impl in others] + [f"{impl}/lattice" for impl in others]
+    table = [header]
+    for row in rows:
+        ms = row["ms"]
+        cells = [str(v) for v in row["shape"]] + [row["dtype"], row["pass"]]
+        cells += [f"{ms['lattice']:.1f}"] + [f"{ms[impl]:.1f}" for impl in others]
+        cells += [f"{ms[impl] / ms['lattice']:.2f}" for impl in others]
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    left = {4, 5}  # dtype and pass read better left-aligned
+    lines = []
+    for r in table:
+        cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append(" ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def add_arguments(parser):
+    """Options of ``lattice bench``."""
+    parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="float32",
+                        help="precision to measure (default: float32)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads for lattice and torch (default: 2)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="timed runs per measurement; the median is shown (default: 5)")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the two smallest shapes")
+
+
+def main(args):
+    """Run ``lattice bench`` on parsed arguments; returns the exit status."""
+    import sys
+
+    if args.threads < 1 or args.repeat < 1:
+        print("lattice bench: --threads and --repeat must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        available = available_implementations()
+    except Exception:  # pragma: no cover - a broken optional install
+        available = []
+    if not available:
+        print("lattice bench: torch is not installed (pip install 'lattice[torch]')",
+              file=sys.stderr)
+        return 1
+    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    shapes = SHAPES[:2] if args.quick else SHAPES
+    print(f"CTC loss, {args.threads} thread(s), median of {args.repeat}; "
+          f"implementations: {', '.join(available)}", flush=True)
+    rows = run_bench(shapes, dtypes, args.threads, args.repeat,
+                     progress=lambda msg: print(f"  measuring {msg} ...", end="\r", flush=True))
+    print(" " * 72, end="\r")
+    print(format_table(rows))
+    return 0

@@ -1,0 +1,50 @@
+"""lattice bench: the timing table of lattice against torch."""
+
+import argparse
+
+import pytest
+
+pytest.importorskip("torch")
+
+from lattice import bench  # noqa: E402
+
+
+def test_run_bench_measures_every_pass_and_implementation():
+    rows = bench.run_bench(shapes=[(2, 30, 5, 4)], dtypes=("float32", "float64"), repeat=2)
+    assert [(r["dtype"], r["pass"]) for r in rows] == [
+        ("float32", "forward"), ("float32", "forward+backward"),
+        ("float64", "forward"), ("float64", "forward+backward"),
+    ]
+    for row in rows:
+        assert row["shape"] == (2, 30, 5, 4)
+        assert {"lattice", "torch"} <= set(row["ms"])
+        assert all(ms > 0 for ms in row["ms"].values())
+
+
+def test_format_table_gives_ratios_to_lattice():
+    rows = [{"shape": (32, 1000, 64, 200), "dtype": "float32", "pass": "forward+backward",
+             "ms": {"lattice": 100.0, "torch": 750.0, "optax": 500.0}}]
+    text = bench.format_table(rows)
+    header, line = text.splitlines()
+    assert header.split()[-2:] == ["torch/lattice", "optax/lattice"]
+    assert line.split()[-2:] == ["7.50", "5.00"]
+    assert bench.format_table([]) == "(no measurements)"
+
+
+def test_main_prints_a_table(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "SHAPES", [(2, 20, 4, 3), (1, 10, 3, 2)])
+    args = argparse.Namespace(dtype="float64", threads=1, repeat=1, quick=True)
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    assert "torch/lattice" in out and "float64" in out
+    table = out[out.index("B "):].splitlines()  # after the progress messages
+    assert len(table) == 1 + 4  # header, 2 shapes x (forward, forward+backward)
+    assert all(row.split()[0] in ("1", "2") for row in table[1:])
+
+
+@pytest.mark.parametrize("field", ["threads", "repeat"])
+def test_main_rejects_non_positive_counts(field, capsys):
+    args = argparse.Namespace(dtype="float32", threads=1, repeat=1, quick=True)
+    setattr(args, field, 0)
+    assert bench.main(args) == 2
+    assert "must be >= 1" in capsys.readouterr().err
