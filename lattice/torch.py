@@ -113,14 +113,18 @@ class _LatticeScore(torch.autograd.Function):
     """log Z (log semiring) or best score (max semiring) and its engine gradients."""
 
     @staticmethod
-    def forward(ctx, emissions, arc_weights, start_weights, final_weights, gb, lengths, semiring):
+    def forward(ctx, emissions, arc_weights, start_weights, final_weights, gb, lengths,
+                semiring, grad_enabled):
         dtype = _compute_dtype("emissions", emissions)
         em = _to_numpy(emissions, dtype)
         aw = _optional_numpy("arc_weights", arc_weights, dtype)
         sw = _optional_numpy("start_weights", start_weights, dtype)
         fw = _optional_numpy("final_weights", final_weights, dtype)
         overrides = dict(arc_weights=aw, start_weights=sw, final_weights=fw)
-        needs_grad = any(ctx.needs_input_grad[:4])
+        # under torch.no_grad() the inputs may still require grad: compute gradients
+        # only when autograd will ask for them (grad mode is read by the caller, as
+        # it is always off inside Function.forward)
+        needs_grad = grad_enabled and any(ctx.needs_input_grad[:4])
         if semiring == "log" and needs_grad:
             fb = engine.forward_backward(em, gb, lengths, **overrides)
             score = fb.score
@@ -151,7 +155,7 @@ class _LatticeScore(torch.autograd.Function):
             )
         grads = ctx.grads
         if grads is None:
-            return (None,) * 7
+            return (None,) * 8
         out = []
         for need, grad, dtype in zip(ctx.needs_input_grad[:4], grads, ctx.input_dtypes):
             if not need or dtype is None:
@@ -160,7 +164,7 @@ class _LatticeScore(torch.autograd.Function):
             g = torch.from_numpy(grad)
             scale = grad_score.detach().to(g.dtype).reshape((-1,) + (1,) * (g.dim() - 1))
             out.append((g * scale).to(dtype))
-        return (*out, None, None, None)
+        return (*out, None, None, None, None)
 
 
 def _best_path_indicators(ali, gb, shape, time_dependent, dtype):
@@ -290,7 +294,8 @@ def lattice_score(
     lengths = _lengths_numpy("lengths", lengths, size)
     if frame_weights is not None:
         emissions = _weight_frames(emissions, frame_weights)
-    return _LatticeScore.apply(emissions, arc_weights, start_weights, final_weights, gb, lengths, sr)
+    return _LatticeScore.apply(emissions, arc_weights, start_weights, final_weights, gb,
+                               lengths, sr, torch.is_grad_enabled())
 
 
 # ----------------------------------------------------------------------------------
