@@ -1133,3 +1133,22 @@ def test_blank_outside_classes_raises():
     lp, targets, il, tl = _ok_args()
     with pytest.raises(ValueError):
         ctc_loss(lp, targets, il, tl, blank=4)
+
+
+def test_no_grad_mode_skips_the_backward_pass(monkeypatch):
+    calls = []
+    original = lattice.engine.forward_backward
+
+    def spy(*args, **kwargs):
+        calls.append("forward_backward")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lattice.engine, "forward_backward", spy)
+    em = torch.randn(2, 6, 3, requires_grad=True)
+    graphs = [lattice.build("ctc", [1, 2])] * 2
+    with torch.no_grad():
+        expected = lattice_score(em, graphs)
+    assert calls == []
+    score = lattice_score(em, graphs)
+    assert calls == ["forward_backward"]
+    assert torch.equal(score.detach(), expected)
