@@ -1,18 +1,36 @@
 """How many threads the kernels use: resolved once per call, in Python.
 
-The default is OpenMP's own (``OMP_NUM_THREADS`` if set, else the number of cores);
-:func:`set_num_threads` overrides it for the whole process.
+The default is OpenMP's own (``OMP_NUM_THREADS`` if set, else the number of cores,
+and whatever limit threadpoolctl has put on the OpenMP runtime);
+:func:`set_num_threads` and the :func:`num_threads` context manager override it.
+
+A process forked from one that has run OpenMP code (a DataLoader worker, a
+multiprocessing pool with the fork start method) must not start an OpenMP team:
+GNU libgomp's thread pool does not survive fork and the child would hang. In such a
+child the kernels therefore always run on one thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import os
 
 from . import _core
 
-__all__ = ["get_num_threads", "set_num_threads", "openmp_enabled"]
+__all__ = ["get_num_threads", "set_num_threads", "num_threads", "openmp_enabled"]
 
 _num_threads = None
+_forked_child = False
+
+
+def _after_fork_in_child():
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def openmp_enabled() -> bool:
@@ -30,7 +48,7 @@ def openmp_enabled() -> bool:
 
 
 def get_num_threads() -> int:
-    """Number of threads the kernels use (1 without OpenMP).
+    """Number of threads the kernels use (1 without OpenMP and in forked children).
 
     Examples
     --------
@@ -38,7 +56,7 @@ def get_num_threads() -> int:
     >>> lattice.get_num_threads() >= 1
     True
     """
-    if not _core.openmp_enabled():
+    if not _core.openmp_enabled() or _forked_child:
         return 1
     if _num_threads is not None:
         return _num_threads
@@ -74,3 +92,30 @@ def set_num_threads(n) -> None:
     if n < 1:
         raise ValueError(f"n must be a positive int, got {n}")
     _num_threads = int(n)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Use ``n`` threads inside a ``with`` block, then restore the previous setting.
+
+    The setting is process-wide: do not change it from several Python threads at
+    once.
+
+    Parameters
+    ----------
+    n : int or None
+        As in :func:`set_num_threads`.
+
+    Examples
+    --------
+    >>> import lattice
+    >>> with lattice.num_threads(1):
+    ...     lattice.get_num_threads()
+    1
+    """
+    previous = _num_threads
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(previous)

@@ -197,3 +197,100 @@ def test_default_follows_omp_num_threads(tmp_path):
         out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                              capture_output=True, text=True, cwd=tmp_path)
         assert out.stdout.strip() == n
+
+
+def test_num_threads_context_manager_restores():
+    lattice.set_num_threads(2)
+    with lattice.num_threads(1):
+        assert lattice.get_num_threads() == 1
+    assert lattice.get_num_threads() == 2
+    with pytest.raises(ValueError):
+        with lattice.num_threads(0):
+            pass  # pragma: no cover
+    assert lattice.get_num_threads() == 2
+
+
+def _fork_child(queue, emissions, graphs):
+    queue.put(lattice.forward(emissions, graphs).tobytes())
+
+
+def test_forked_child_after_parallel_kernels_does_not_hang():
+    """GNU libgomp's pool does not survive fork: a child that used it would hang."""
+    import multiprocessing
+
+    e, gs, lens, _ = _batch(seed=3)
+    gb = lattice.batch(gs)
+    lattice.set_num_threads(2)
+    expected = lattice.forward(e, gb)  # the parent's OpenMP pool is now running
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_fork_child, args=(queue, e, gb))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in the kernels")
+    assert child.exitcode == 0
+    assert queue.get(timeout=10) == expected.tobytes()
+
+
+def test_dataloader_workers_after_the_parent_used_the_engine():
+    torch = pytest.importorskip("torch")
+    import torch.utils.data
+
+    e, gs, lens, _ = _batch(seed=4)
+    gb = lattice.batch(gs)
+    lattice.set_num_threads(2)
+    expected = lattice.forward(e, gb)
+
+    class Scores(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.from_numpy(lattice.forward(e, gb))
+
+    loader = torch.utils.data.DataLoader(Scores(), batch_size=None, num_workers=2,
+                                         multiprocessing_context="fork", timeout=60)
+    for scores in loader:
+        assert scores.numpy().tobytes() == expected.tobytes()
+
+
+def test_kernels_release_the_gil():
+    """A Python thread keeps running while a long kernel runs in another one."""
+    import threading
+
+    rng = np.random.default_rng(5)
+    e = np.log(rng.dirichlet(np.ones(8), size=(2, 20000)))
+    gb = lattice.batch([lattice.build("ctc", rng.integers(1, 8, 200)) for _ in range(2)])
+    ticks = []
+    done = threading.Event()
+
+    def count():
+        while not done.is_set():
+            ticks.append(1)
+
+    lattice.set_num_threads(1)
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        before = len(ticks)
+        lattice.forward_backward(e, gb)
+        during = len(ticks) - before
+    finally:
+        done.set()
+        counter.join()
+    assert during > 1000  # the counter ran thousands of iterations meanwhile
+
+
+def test_concurrent_calls_from_python_threads_agree():
+    from concurrent.futures import ThreadPoolExecutor
+
+    e, gs, lens, arc_t = _batch(seed=6)
+    gb = lattice.batch(gs)
+    expected = _run_all(e, gb, lens, arc_t)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: _run_all(e, gb, lens, arc_t), range(8)))
+    for result in results:
+        for name, value in expected.items():
+            assert result[name].tobytes() == value.tobytes(), name
