@@ -16,7 +16,7 @@ except ImportError as exc:  # pragma: no cover - depends on how lattice was inst
         f"running Python from the repository root. Original error: {exc}"
     ) from exc
 
-from . import compose, registry, weights
+from . import compose, decode, registry, weights
 from ._threads import get_num_threads, num_threads, openmp_enabled, set_num_threads
 from .batch import GraphBatch, batch
 from .engine import Alignment, ForwardBackward, forward, forward_backward, viterbi
@@ -38,6 +38,7 @@ __all__ = [
     "batch",
     "build",
     "compose",
+    "decode",
     "forward",
     "forward_backward",
     "get_num_threads",

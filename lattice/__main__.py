@@ -1,0 +1,8 @@
+"""``python -m lattice COMMAND ...``: the same as the ``lattice`` console script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
