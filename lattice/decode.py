@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .engine import _check_lengths
+
 __all__ = [
     "Hypothesis",
     "ctc_beam_search",
@@ -68,24 +70,9 @@ def _as_scores(emissions, name="emissions"):
 
 
 def _as_lengths(lengths, size, frames):
-    if lengths is None:
-        return np.full(size, frames, dtype=np.int64)
     if type(lengths).__module__.split(".")[0] == "torch":
         lengths = lengths.detach().cpu().numpy()
-    arr = np.asarray(lengths)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
-    if arr.shape != (size,):
-        raise ValueError(f"lengths must have shape ({size},), got {arr.shape}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() > frames):
-        raise ValueError(
-            f"lengths must lie in [0, {frames}] (the number of frames), "
-            f"got values in [{arr.min()}, {arr.max()}]"
-        )
-    return arr
+    return _check_lengths(lengths, size, frames)
 
 
 def _check_blank(blank, classes):
