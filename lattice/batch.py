@@ -79,6 +79,9 @@ class GraphBatch:
     band_arc : ndarray of int32, shape (B, band * S_max), or None
         For a banded batch, the arc id in band slot ``d * num_states[b] + s`` of
         example ``b`` (the arc from ``s - d`` to ``s``), ``-1`` where there is none.
+    band_slots : tuple of two ndarrays, or None
+        For a banded batch, the (example, slot) index of every arc's band slot, in
+        arc order: ``band_arc[band_slots]`` lists each example's arc ids.
     max_in_degree : int
         The largest number of arcs entering one state (sizes Viterbi backpointers).
 
@@ -156,13 +159,18 @@ class GraphBatch:
             self.band_arc = np.full((size, self.band * s_max), -1, dtype=np.int32)
             slot = offset * self.num_states[example] + dst
             self.band_arc[example, slot] = arc_id
+            # the filled slots, used on every call to move weights and gradients
+            # between arc order and band order
+            self.band_slots = (example.astype(np.intp), slot.astype(np.intp))
         else:
             self.band = None
             self.band_arc = None
+            self.band_slots = None
         self.max_label = int(self.labels.max(initial=-1)) if s_max else -1
         for value in vars(self).values():
-            if isinstance(value, np.ndarray):
-                value.flags.writeable = False
+            for array in value if isinstance(value, tuple) else (value,):
+                if isinstance(array, np.ndarray):
+                    array.flags.writeable = False
         self._cast_cache = {}
 
     def __len__(self):

@@ -129,7 +129,7 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
     if not time_dependent and gb.band is not None and _USE_BANDED:
         # the dense (d, s) weight table of the banded fast path; -inf where no arc
         band_weight = np.full(gb.band_arc.shape, -np.inf, dtype=dtype)
-        rows, slots = np.nonzero(gb.band_arc >= 0)
+        rows, slots = gb.band_slots
         band_weight[rows, slots] = weight[rows, gb.band_arc[rows, slots]]
     if not time_dependent:
         # the kernels index weight[b, t, a]; a zero time stride reads row b every frame
@@ -358,7 +358,7 @@ def forward_backward(
                 scores, p.num_threads,
             )  # fmt: skip
             # every arc owns exactly one band slot
-            rows, slots = np.nonzero(gb.band_arc >= 0)
+            rows, slots = gb.band_slots
             arc_grad[rows, gb.band_arc[rows, slots]] = grad_band[rows, slots]
         else:
             beta = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
