@@ -66,6 +66,26 @@ class Reference:
         return sum(1 for p in self.paths if p.score > NEG_INF)
 
 
+def _weights(graph, arc_weights, start_weights, final_weights):
+    """The arc, start and final weights in force: the graph's, or the overrides
+    (trimmed of padding). Returns ``(w, time_dependent, start, final)``; with a time
+    axis ``w[t, a]`` scores arc ``a`` taken into frame ``t``."""
+    num_states, num_arcs = graph.num_states, graph.num_arcs
+    time_dependent = arc_weights is not None and np.ndim(arc_weights) == 2
+    if arc_weights is None:
+        w = np.asarray(graph.weight, dtype=np.float64)
+    else:
+        w = np.asarray(arc_weights, dtype=np.float64)
+        w = w[:, :num_arcs] if time_dependent else w[:num_arcs]
+    start = np.asarray(
+        graph.start if start_weights is None else start_weights, dtype=np.float64
+    )[:num_states]
+    final = np.asarray(
+        graph.final if final_weights is None else final_weights, dtype=np.float64
+    )[:num_states]
+    return w, time_dependent, start, final
+
+
 def enumerate_paths(graph, length):
     """Yield every ``(states, arcs)`` of ``graph`` over ``length`` frames."""
     num_states = graph.num_states
@@ -122,18 +142,8 @@ def brute_force(
     num_states, num_arcs = graph.num_states, graph.num_arcs
     labels = [int(v) for v in graph.labels]
 
-    time_dependent = arc_weights is not None and np.ndim(arc_weights) == 2
-    if arc_weights is None:
-        w = np.asarray(graph.weight, dtype=np.float64)
-    else:
-        w = np.asarray(arc_weights, dtype=np.float64)
-        w = w[:, :num_arcs] if time_dependent else w[:num_arcs]
-    start = np.asarray(
-        graph.start if start_weights is None else start_weights, dtype=np.float64
-    )[:num_states]
-    final = np.asarray(
-        graph.final if final_weights is None else final_weights, dtype=np.float64
-    )[:num_states]
+    w, time_dependent, start, final = _weights(graph, arc_weights, start_weights,
+                                               final_weights)
 
     def arc_score(t, a):
         return float(w[t, a]) if time_dependent else float(w[a])
@@ -213,18 +223,8 @@ def path_score(graph, emissions, states, arc_weights=None, start_weights=None,
     """
     emissions = np.asarray(emissions, dtype=np.float64)
     num_states, num_arcs = graph.num_states, graph.num_arcs
-    time_dependent = arc_weights is not None and np.ndim(arc_weights) == 2
-    if arc_weights is None:
-        w = np.asarray(graph.weight, dtype=np.float64)
-    else:
-        w = np.asarray(arc_weights, dtype=np.float64)
-        w = w[:, :num_arcs] if time_dependent else w[:num_arcs]
-    start = np.asarray(
-        graph.start if start_weights is None else start_weights, dtype=np.float64
-    )[:num_states]
-    final = np.asarray(
-        graph.final if final_weights is None else final_weights, dtype=np.float64
-    )[:num_states]
+    w, time_dependent, start, final = _weights(graph, arc_weights, start_weights,
+                                               final_weights)
     terms = [float(start[states[0]]), float(final[states[-1]])]
     terms += [float(emissions[t, graph.labels[s]]) for t, s in enumerate(states)]
     for t in range(1, len(states)):
