@@ -21,7 +21,7 @@ from ._threads import get_num_threads, num_threads, openmp_enabled, set_num_thre
 from .batch import GraphBatch, batch
 from .engine import Alignment, ForwardBackward, forward, forward_backward, viterbi
 from .graph import Graph, GraphBuilder
-from .registry import UnknownGraphError, available_graphs, build, register
+from .registry import UnknownGraphError, available_graphs, build, build_batch, register
 from .semiring import SEMIRINGS
 
 __version__ = "0.1.0"
@@ -37,6 +37,7 @@ __all__ = [
     "available_graphs",
     "batch",
     "build",
+    "build_batch",
     "compose",
     "decode",
     "forward",

@@ -20,6 +20,20 @@ __all__ = ["GraphBatch", "batch"]
 
 # the widest band the fast path handles: arcs from s - d to s with d < MAX_BAND
 MAX_BAND = 3
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _check_sizes(name, values, size=None):
+    """Validate per-example state or arc counts: a 1-D array of ints in int32 range."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or (size is not None and arr.shape[0] != size):
+        want = "(B,)" if size is None else f"({size},)"
+        raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() > _INT32_MAX):
+        raise ValueError(f"{name} must lie in [0, {_INT32_MAX}]")
+    return arr.astype(np.int32)
 
 
 def _batch_csr(example, ends, key, arc_id, arc_mask, size, s_max):
@@ -48,12 +62,15 @@ class GraphBatch:
     """Many graphs padded into arrays, with CSR indexes of in- and out-arcs.
 
     Build it with :func:`lattice.batch` (or let the engine build one from a list of
-    graphs on every call). All arrays are read-only.
+    graphs on every call), with :func:`lattice.build_batch` (one builder, many
+    targets), or from padded arrays with :meth:`from_padded`. All arrays are
+    read-only.
 
     Attributes
     ----------
     graphs : tuple of Graph
-        The graphs, in batch order.
+        The graphs, in batch order (for a batch made by :meth:`from_padded`, built
+        from the arrays when first read).
     num_states, num_arcs : ndarray of int32, shape (B,)
         Size of each graph.
     labels, tokens : ndarray of int32, shape (B, S_max)
@@ -102,32 +119,145 @@ class GraphBatch:
                 raise TypeError(
                     f"graphs[{i}] must be a lattice.Graph, got {type(g).__name__}"
                 )
-        self.graphs = graphs
-        size = len(graphs)
-        self.num_states = np.array([g.num_states for g in graphs], dtype=np.int32)
-        self.num_arcs = np.array([g.num_arcs for g in graphs], dtype=np.int32)
-        s_max = int(self.num_states.max(initial=0))
-        a_max = int(self.num_arcs.max(initial=0))
-        self.max_states, self.max_arcs = s_max, a_max
+        num_states = np.array([g.num_states for g in graphs], dtype=np.int32)
+        num_arcs = np.array([g.num_arcs for g in graphs], dtype=np.int32)
+        state_mask = np.arange(num_states.max(initial=0)) < num_states[:, None]
+        arc_mask = np.arange(num_arcs.max(initial=0)) < num_arcs[:, None]
 
-        # everything is computed on the concatenation of all graphs at once: the
-        # batch is rebuilt for every training step, so no Python loop per graph
-        state_mask = np.arange(s_max) < self.num_states[:, None]
-        arc_mask = np.arange(a_max) < self.num_arcs[:, None]
-
-        def padded(parts, mask, fill, dtype):
+        def padded(name, mask, fill, dtype):
             out = np.full(mask.shape, fill, dtype=dtype)
-            if parts:
-                out[mask] = np.concatenate(parts)  # row-major order = batch order
+            if graphs:  # row-major order = batch order
+                out[mask] = np.concatenate([getattr(g, name) for g in graphs])
             return out
 
-        self.labels = padded([g.labels for g in graphs], state_mask, 0, np.int32)
-        self.tokens = padded([g.tokens for g in graphs], state_mask, -1, np.int32)
-        self.start = padded([g.start for g in graphs], state_mask, -np.inf, np.float64)
-        self.final = padded([g.final for g in graphs], state_mask, -np.inf, np.float64)
-        self.src = padded([g.src for g in graphs], arc_mask, 0, np.int32)
-        self.dst = padded([g.dst for g in graphs], arc_mask, 0, np.int32)
-        self.weight = padded([g.weight for g in graphs], arc_mask, 0.0, np.float64)
+        self._graphs = graphs
+        self._index(
+            num_states, num_arcs,
+            labels=padded("labels", state_mask, 0, np.int32),
+            tokens=padded("tokens", state_mask, -1, np.int32),
+            start=padded("start", state_mask, -np.inf, np.float64),
+            final=padded("final", state_mask, -np.inf, np.float64),
+            src=padded("src", arc_mask, 0, np.int32),
+            dst=padded("dst", arc_mask, 0, np.int32),
+            weight=padded("weight", arc_mask, 0.0, np.float64),
+        )  # fmt: skip
+
+    @classmethod
+    def from_padded(cls, num_states, num_arcs, labels, tokens, start, final, src, dst,
+                    weight):
+        """A batch from padded arrays, without building one :class:`Graph` per example.
+
+        This is how a builder makes many graphs at once (see
+        :func:`lattice.build_batch`): the arrays are validated with the rules of
+        :class:`Graph`, row by row, in a few vectorised numpy operations.
+
+        Parameters
+        ----------
+        num_states, num_arcs : array_like of int, shape (B,)
+        labels, tokens : array_like of int, shape (B, S_max)
+            As :class:`Graph` per row; values past ``num_states[b]`` are ignored.
+        start, final : array_like of float, shape (B, S_max)
+        src, dst : array_like of int, shape (B, A_max)
+            Values past ``num_arcs[b]`` are ignored.
+        weight : array_like of float, shape (B, A_max)
+
+        Returns
+        -------
+        GraphBatch
+            Equal, array for array, to ``GraphBatch`` of the graphs the rows describe.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :class:`Graph` would for the offending row, naming the example.
+
+        Examples
+        --------
+        Two one-state graphs that stay in their state:
+
+        >>> import numpy as np, lattice
+        >>> gb = lattice.GraphBatch.from_padded(
+        ...     num_states=[1, 1], num_arcs=[1, 1], labels=[[3], [4]],
+        ...     tokens=[[0], [0]], start=np.zeros((2, 1)), final=np.zeros((2, 1)),
+        ...     src=[[0], [0]], dst=[[0], [0]], weight=np.zeros((2, 1)))
+        >>> gb.graphs[1].labels.tolist(), gb.band
+        ([4], 2)
+        """
+        num_states = _check_sizes("num_states", num_states)
+        num_arcs = _check_sizes("num_arcs", num_arcs, len(num_states))
+        size = len(num_states)
+        state_mask = np.arange(num_states.max(initial=0)) < num_states[:, None]
+        arc_mask = np.arange(num_arcs.max(initial=0)) < num_arcs[:, None]
+
+        def rows(name, values, mask, kind):
+            arr = np.asarray(values)
+            if arr.ndim != 2 or arr.shape[0] != size or arr.shape[1] < mask.shape[1]:
+                raise ValueError(
+                    f"{name} must have shape ({size}, >= {mask.shape[1]}), got {arr.shape}"
+                )
+            arr = arr[:, : mask.shape[1]]
+            numeric = np.issubdtype(arr.dtype, np.integer) or (
+                kind == "weight" and np.issubdtype(arr.dtype, np.floating)
+            )
+            if arr.size and (arr.dtype == np.bool_ or not numeric):
+                what = "integers" if kind == "index" else "real numbers"
+                raise TypeError(f"{name} must hold {what}, got dtype {arr.dtype}")
+            return arr
+
+        def first_bad(name, bad, what):
+            if bad.any():
+                b = int(np.flatnonzero(bad.any(axis=1))[0])
+                raise ValueError(f"{name} of example {b} {what}")
+
+        labels = rows("labels", labels, state_mask, "index")
+        tokens = rows("tokens", tokens, state_mask, "index")
+        src = rows("src", src, arc_mask, "index")
+        dst = rows("dst", dst, arc_mask, "index")
+        first_bad("labels", state_mask & ((labels < 0) | (labels > _INT32_MAX)),
+                  "holds a negative label or one beyond int32")
+        first_bad("tokens", state_mask & ((tokens < -1) | (tokens > _INT32_MAX)),
+                  "holds a token below -1 or beyond int32")
+        for name, ends in (("src", src), ("dst", dst)):
+            first_bad(name, arc_mask & ((ends < 0) | (ends >= num_states[:, None])),
+                      "refers to a state outside the graph")
+        weights = {}
+        for name, values, mask in (("start", start, state_mask),
+                                   ("final", final, state_mask),
+                                   ("weight", weight, arc_mask)):
+            arr = rows(name, values, mask, "weight").astype(np.float64)
+            first_bad(name, mask & np.isnan(arr), "contains NaN")
+            first_bad(name, mask & np.isposinf(arr),
+                      "contains +inf (log-weights may be -inf, never +inf)")
+            weights[name] = arr
+
+        self = object.__new__(cls)
+        self._graphs = None
+        self._index(
+            num_states, num_arcs,
+            labels=np.where(state_mask, labels, 0).astype(np.int32),
+            tokens=np.where(state_mask, tokens, -1).astype(np.int32),
+            start=np.where(state_mask, weights["start"], -np.inf),
+            final=np.where(state_mask, weights["final"], -np.inf),
+            src=np.where(arc_mask, src, 0).astype(np.int32),
+            dst=np.where(arc_mask, dst, 0).astype(np.int32),
+            weight=np.where(arc_mask, weights["weight"], 0.0),
+        )  # fmt: skip
+        return self
+
+    def _index(self, num_states, num_arcs, **padded):
+        """Store the padded arrays and compute the CSR indexes and the band layout.
+
+        Everything is computed on the whole batch at once: the batch is rebuilt for
+        every training step, so there is no Python loop per graph.
+        """
+        self.num_states, self.num_arcs = num_states, num_arcs
+        size = len(num_states)
+        s_max = int(num_states.max(initial=0))
+        a_max = int(num_arcs.max(initial=0))
+        self.max_states, self.max_arcs = s_max, a_max
+        for name, value in padded.items():
+            setattr(self, name, value)
+        arc_mask = np.arange(a_max) < num_arcs[:, None]
 
         example = np.repeat(np.arange(size), self.num_arcs)
         src = self.src[arc_mask].astype(np.int64)
@@ -173,8 +303,19 @@ class GraphBatch:
                     array.flags.writeable = False
         self._cast_cache = {}
 
+    @property
+    def graphs(self):
+        if self._graphs is None:
+            self._graphs = tuple(
+                Graph(self.labels[b, :S], self.src[b, :A], self.dst[b, :A],
+                      self.weight[b, :A], self.start[b, :S], self.final[b, :S],
+                      self.tokens[b, :S])
+                for b, (S, A) in enumerate(zip(self.num_states, self.num_arcs))
+            )  # fmt: skip
+        return self._graphs
+
     def __len__(self):
-        return len(self.graphs)
+        return len(self.num_states)
 
     def __repr__(self):
         return (

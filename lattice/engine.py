@@ -160,6 +160,17 @@ def _kernel(name):
     return getattr(_core, name)
 
 
+def _workspace(p, per_thread, dtype):
+    """A kernel workspace: one row of ``per_thread`` values for each thread."""
+    return np.empty((p.num_threads, max(int(per_thread), 1)), dtype=dtype)
+
+
+def _table_size(p):
+    """Values in the largest (frames x states) table of the batch: the alpha table
+    of forward_backward, the backpointers of viterbi."""
+    return int((p.lengths * p.batch.num_states).max(initial=0))
+
+
 def _raise_if_nan(scores):
     # weights are validated (no NaN, no +inf), so a NaN or +inf score can only come
     # from NaN or +inf emissions; the kernels propagate NaN instead of skipping it
@@ -238,16 +249,15 @@ def forward(
     if size == 0:
         return scores
     gb = p.batch
+    scratch = _workspace(p, 2 * gb.max_states, dtype)
     if p.band_weight is not None:
-        scratch = np.empty((size, 3 * max(gb.max_states, 1)), dtype=dtype)
-        bp_scratch = np.empty((size, max(gb.max_states, 1)), dtype=np.uint8)
+        bp_scratch = _workspace(p, gb.max_states, np.uint8)
         _kernel(f"forward_banded_{sr.name}_{dtype.name}")(
             p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
             p.band_weight, p.start, p.final, scratch, bp_scratch, scores,
             p.num_threads,
         )  # fmt: skip
     else:
-        scratch = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
         _kernel(f"forward_{sr.name}_{dtype.name}")(
             p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
             gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
@@ -302,8 +312,8 @@ def forward_backward(
     The gradients are posteriors: ``emission_grad[b, t, c]`` is the probability that
     the path emits class ``c`` at frame ``t``; ``arc_grad[b, a]`` the expected count of
     arc ``a``. They are exact derivatives for any input scores (no normalisation is
-    assumed). Memory: one ``T x S`` alpha table per example in the input dtype; beta is
-    never stored.
+    assumed). Memory: one ``T x S`` alpha table per thread (not per example) in the
+    input dtype; beta is never stored.
 
     Parameters
     ----------
@@ -344,16 +354,13 @@ def forward_backward(
             strides=(arc_grad.strides[0], 0, arc_grad.strides[1]),
         )
     if size:
-        cells = p.lengths * gb.num_states
-        alpha_offset = np.zeros(size, dtype=np.int64)
-        np.cumsum(cells[:-1], out=alpha_offset[1:])
-        alpha = np.empty(max(int(cells.sum()), 1), dtype=dtype)
+        alpha = _workspace(p, _table_size(p), dtype)
         if p.band_weight is not None:
-            scratch = np.empty((size, 4 * max(gb.max_states, 1)), dtype=dtype)
+            scratch = _workspace(p, 4 * gb.max_states, dtype)
             grad_band = np.zeros_like(p.band_weight)
             _kernel(f"forward_backward_banded_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
-                p.band_weight, p.start, p.final, alpha, alpha_offset, scratch,
+                p.band_weight, p.start, p.final, alpha, scratch,
                 grad_emissions, grad_band, grad_start, grad_final,
                 scores, p.num_threads,
             )  # fmt: skip
@@ -361,11 +368,11 @@ def forward_backward(
             rows, slots = gb.band_slots
             arc_grad[rows, gb.band_arc[rows, slots]] = grad_band[rows, slots]
         else:
-            beta = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
+            beta = _workspace(p, 2 * gb.max_states, dtype)
             _kernel(f"forward_backward_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
                 gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
-                p.weight, p.start, p.final, alpha, alpha_offset, beta,
+                p.weight, p.start, p.final, alpha, beta,
                 grad_emissions, grad_weight, grad_start, grad_final,
                 scores, p.num_threads,
             )  # fmt: skip
@@ -475,16 +482,13 @@ def viterbi(
     seg = np.full((3, size, max(frames, 1)), -1, dtype=np.int32)
     num_segments = np.zeros(size, dtype=np.int32)
     if size and frames:
-        cells = p.lengths * gb.num_states
-        bp_offset = np.zeros(size, dtype=np.int64)
-        np.cumsum(cells[:-1], out=bp_offset[1:])
+        scratch = _workspace(p, 2 * gb.max_states, dtype)
         if p.band_weight is not None:
-            backpointers = np.empty(max(int(cells.sum()), 1), dtype=np.uint8)
-            scratch = np.empty((size, 3 * max(gb.max_states, 1)), dtype=dtype)
+            backpointers = _workspace(p, _table_size(p), np.uint8)
             _kernel(f"viterbi_banded_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
                 gb.band, gb.band_arc, p.band_weight, p.start, p.final,
-                scratch, backpointers, bp_offset, states, labels, arcs,
+                scratch, backpointers, states, labels, arcs,
                 seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
             )  # fmt: skip
         else:
@@ -492,12 +496,11 @@ def viterbi(
                 kind, bp_dtype = "u8", np.uint8
             else:
                 kind, bp_dtype = "i32", np.int32
-            backpointers = np.empty(max(int(cells.sum()), 1), dtype=bp_dtype)
-            scratch = np.empty((size, 2 * max(gb.max_states, 1)), dtype=dtype)
+            backpointers = _workspace(p, _table_size(p), bp_dtype)
             _kernel(f"viterbi_{dtype.name}_{kind}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
                 gb.src, gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
-                scratch, backpointers, bp_offset, states, labels, arcs,
+                scratch, backpointers, states, labels, arcs,
                 seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
             )  # fmt: skip
         _raise_if_nan(scores)

@@ -1,6 +1,9 @@
 """The graph-builder registry: ``@register`` and the ``lattice.graphs`` entry points.
 
-A builder is a callable ``builder(target, **options) -> Graph``. Builders come from
+A builder is a callable ``builder(target, **options) -> Graph``. It may also carry a
+vectorised ``builder.build_batch(targets, **options) -> GraphBatch`` that makes the
+graphs of many targets at once (used by :func:`build_batch`, hence by the losses of
+``lattice.torch`` on every training step). Builders come from
 two places: explicit registration with :func:`register`, and the entry-point group
 ``lattice.graphs`` of installed distributions (the built-in ``lattice_plugins`` are
 found this way too, exactly like a third-party plugin). Entry points are discovered
@@ -19,6 +22,7 @@ import warnings
 from importlib.metadata import distributions
 from types import MappingProxyType
 
+from .batch import GraphBatch
 from .graph import Graph
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "UnknownGraphError",
     "available_graphs",
     "build",
+    "build_batch",
     "get_builder",
     "refresh",
     "register",
@@ -278,3 +283,45 @@ def build(name, target, **options) -> Graph:
             f"graph builder {name!r} returned {type(graph).__name__}, not lattice.Graph"
         )
     return graph
+
+
+def build_batch(name, targets, **options) -> GraphBatch:
+    """Build the graphs of many targets with the builder ``name``, as one batch.
+
+    If the builder carries a ``build_batch`` attribute (a vectorised version, as the
+    built-in ``ctc`` does), it makes the whole batch at once; otherwise every target
+    goes through :func:`build`. Either way the result equals
+    ``lattice.batch([lattice.build(name, t, **options) for t in targets])``.
+
+    Parameters
+    ----------
+    name : str
+        A registered builder.
+    targets : sequence of sequences of int
+        One target per example.
+    **options
+        Passed to the builder.
+
+    Returns
+    -------
+    GraphBatch
+
+    Examples
+    --------
+    >>> import lattice
+    >>> gb = lattice.build_batch("ctc", [[1, 2], [3]])
+    >>> gb.num_states.tolist()
+    [5, 3]
+    >>> gb.graphs[0] == lattice.build("ctc", [1, 2])
+    True
+    """
+    builder = get_builder(name)
+    fast = getattr(builder, "build_batch", None)
+    if fast is None:
+        return GraphBatch([build(name, target, **options) for target in targets])
+    gb = fast(targets, **options)
+    if not isinstance(gb, GraphBatch):
+        raise TypeError(
+            f"{name!r}.build_batch returned {type(gb).__name__}, not lattice.GraphBatch"
+        )
+    return gb

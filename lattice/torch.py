@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from . import engine
-from .batch import GraphBatch, batch
+from .batch import batch
 from .graph import Graph
-from .registry import build
+from .registry import build_batch
 from .semiring import get_semiring
 
 __all__ = [
@@ -460,7 +460,7 @@ def _sequence_loss(builder, options, log_probs, targets, input_lengths, target_l
                    reduction, zero_infinity, semiring="log"):
     _check_reduction(reduction)
     seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
-    gb = GraphBatch([build(builder, t, **options) for t in seq.targets])
+    gb = build_batch(builder, seq.targets, **options)
     score = lattice_score(seq.emissions, gb, seq.input_lengths, semiring=semiring)
     # an empty input explains an empty target with probability 1 (as in torch)
     empty = torch.from_numpy((seq.input_lengths == 0) & (seq.target_lengths == 0))

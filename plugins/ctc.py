@@ -4,6 +4,7 @@ import functools
 
 import numpy as np
 
+import lattice
 from lattice import compose as C
 
 from ._target import check_int_option, check_target
@@ -15,6 +16,24 @@ _BETWEEN = ("optional", "required", "none")
 def _blank_units(blank):
     unit = C.blank(blank)
     return unit, C.optional(unit)
+
+
+def _check_options(blank, between):
+    blank = check_int_option("blank", blank, 0)
+    if not isinstance(between, str) or between not in _BETWEEN:
+        raise ValueError(
+            f"between must be one of {', '.join(map(repr, _BETWEEN))}, got {between!r}"
+        )
+    return blank
+
+
+def _check_no_blank(target, blank, where="target"):
+    if np.any(target == blank):
+        pos = int(np.flatnonzero(target == blank)[0])
+        raise ValueError(
+            f"{where} contains the blank id {blank} at position {pos}; "
+            "the blank cannot be a target symbol"
+        )
 
 
 def ctc(target, blank=0, between="optional"):
@@ -76,17 +95,8 @@ def ctc(target, blank=0, between="optional"):
     [0, 1, 2, 2, 0]
     """
     target = check_target(target)
-    blank = check_int_option("blank", blank, 0)
-    if not isinstance(between, str) or between not in _BETWEEN:
-        raise ValueError(
-            f"between must be one of {', '.join(map(repr, _BETWEEN))}, got {between!r}"
-        )
-    if np.any(target == blank):
-        pos = int(np.flatnonzero(target == blank)[0])
-        raise ValueError(
-            f"target contains the blank id {blank} at position {pos}; "
-            "the blank cannot be a target symbol"
-        )
+    blank = _check_options(blank, between)
+    _check_no_blank(target, blank)
     unit, optional = _blank_units(blank)
     separator = {"optional": optional, "required": unit, "none": None}[between]
     return C.chain(
@@ -96,3 +106,85 @@ def ctc(target, blank=0, between="optional"):
         trailing=optional,
         separate_repeats=between == "optional",
     ).to_graph()
+
+
+def ctc_batch(targets, blank=0, between="optional"):
+    """The CTC graphs of many targets as one :class:`lattice.GraphBatch`, vectorised.
+
+    The same graphs as :func:`ctc`, state for state and arc for arc (stays, then
+    advances, then skips, each in state order), built for the whole batch with a few
+    numpy operations instead of one composition per target: this runs on every
+    training step of ``lattice.torch.ctc_loss``. ``between="none"`` goes through
+    :func:`ctc` target by target. Reached as ``lattice.build_batch("ctc", ...)``.
+
+    Parameters
+    ----------
+    targets : sequence of sequences of int
+        One target per example.
+    blank, between
+        As in :func:`ctc`.
+
+    Returns
+    -------
+    lattice.GraphBatch
+
+    Examples
+    --------
+    >>> import lattice
+    >>> gb = lattice.build_batch("ctc", [[1, 2, 2], [3]])
+    >>> gb.labels.tolist()
+    [[0, 1, 0, 2, 0, 2, 0], [0, 3, 0, 0, 0, 0, 0]]
+    >>> gb.num_arcs.tolist()   # [7 stays + 6 advances + 1 skip, 3 + 2]
+    [14, 5]
+    """
+    blank = _check_options(blank, between)
+    arrays = [check_target(t, name=f"targets[{b}]") for b, t in enumerate(targets)]
+    if between == "none":
+        return lattice.batch([ctc(t, blank, between) for t in arrays])
+    size = len(arrays)
+    k = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+    flat = np.concatenate(arrays) if size else np.zeros(0, dtype=np.int64)
+    _check_no_blank(flat, blank, where="targets")
+    k_max = int(k.max(initial=0))
+    mask = np.arange(k_max) < k[:, None]
+    padded = np.zeros((size, k_max), dtype=np.int64)
+    padded[mask] = flat
+
+    num_states = 2 * k + 1
+    s_max = 2 * k_max + 1
+    state = np.arange(s_max)
+    labels = np.full((size, s_max), blank, dtype=np.int64)
+    labels[:, 1::2] = padded
+    tokens = np.full((size, s_max), -1, dtype=np.int64)
+    tokens[:, 1::2] = np.arange(k_max)
+    start = np.where(state < np.minimum(num_states, 2)[:, None], 0.0, -np.inf)
+    final = np.where(
+        (state >= np.maximum(num_states - 2, 0)[:, None]) & (state < num_states[:, None]),
+        0.0, -np.inf,
+    )  # fmt: skip
+
+    # arcs: S stays, S - 1 advances, then the skips symbol i -> symbol i + 1
+    if between == "optional":
+        skip = mask[:, 1:] & (padded[:, 1:] != padded[:, :-1])
+    else:
+        skip = np.zeros((size, max(k_max - 1, 0)), dtype=bool)
+    num_arcs = 2 * num_states - 1 + skip.sum(axis=1)
+    a_max = int(num_arcs.max(initial=0))
+    arc = np.arange(a_max)[None, :]
+    stays = arc < num_states[:, None]
+    src = np.where(stays, arc, arc - num_states[:, None])
+    dst = np.where(stays, arc, src + 1)
+    rows, pos = np.nonzero(skip)
+    slot = 2 * num_states[rows] - 1 + (np.cumsum(skip, axis=1) - 1)[rows, pos]
+    src[rows, slot] = 2 * pos + 1
+    dst[rows, slot] = 2 * pos + 3
+    inside = arc < num_arcs[:, None]
+    src = np.where(inside, src, 0)
+    dst = np.where(inside, dst, 0)
+    return lattice.GraphBatch.from_padded(
+        num_states, num_arcs, labels, tokens, start, final, src, dst,
+        np.zeros((size, a_max)),
+    )  # fmt: skip
+
+
+ctc.build_batch = ctc_batch
