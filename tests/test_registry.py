@@ -497,3 +497,14 @@ def test_broken_third_party_plugins_cannot_break_import_lattice(tmp_path):
     assert "broken_at_import" in error and "plugin exploded at import" in error
     # the failed import also warned, naming the graph
     assert "broken_at_import" in out.stderr and "RuntimeWarning" in out.stderr
+
+
+def test_build_batch_checks_what_a_plugin_returns(isolated_registry):
+    def one_state(target):
+        return lattice.Graph([target[0]], [0], [0], None, [0.0], [0.0])
+
+    one_state.build_batch = lambda targets: [one_state(t) for t in targets]
+    lattice.register("one_state_listy", one_state)
+    assert lattice.build("one_state_listy", [3]).labels.tolist() == [3]
+    with pytest.raises(TypeError, match="build_batch returned list"):
+        lattice.build_batch("one_state_listy", [[3]])

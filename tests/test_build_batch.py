@@ -1,0 +1,135 @@
+"""Building many graphs at once: build_batch, the vectorised ctc builder, from_padded."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lattice
+from lattice import registry
+
+_ARRAYS = ("num_states", "num_arcs", "labels", "tokens", "start", "final", "src", "dst",
+           "weight", "in_ptr", "in_arc", "out_ptr", "out_arc", "band_arc")
+
+
+def assert_same_batch(a, b):
+    for name in _ARRAYS:
+        x, y = getattr(a, name), getattr(b, name)
+        if y is None:
+            assert x is None, name
+            continue
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+        assert not x.flags.writeable, name
+    assert (a.band, a.max_states, a.max_arcs, a.max_in_degree, a.max_label) == (
+        b.band, b.max_states, b.max_arcs, b.max_in_degree, b.max_label)
+    assert len(a) == len(b)
+    assert a.graphs == b.graphs
+
+
+targets = st.lists(st.lists(st.integers(1, 4), max_size=7), max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(targets=targets, between=st.sampled_from(["optional", "required", "none"]),
+       blank=st.sampled_from([0, 5]))
+def test_ctc_build_batch_equals_graph_by_graph(targets, between, blank):
+    fast = lattice.build_batch("ctc", targets, blank=blank, between=between)
+    slow = lattice.batch([lattice.build("ctc", t, blank=blank, between=between)
+                          for t in targets])
+    assert_same_batch(fast, slow)
+
+
+def test_ctc_build_batch_scores_like_the_graphs():
+    rng = np.random.default_rng(0)
+    tg = [rng.integers(1, 6, size=n) for n in (0, 1, 4, 9)]
+    e = np.log(rng.dirichlet(np.ones(6), size=(4, 20)))
+    fast = lattice.forward_backward(e, lattice.build_batch("ctc", tg))
+    slow = lattice.forward_backward(e, [lattice.build("ctc", t) for t in tg])
+    for x, y in zip(fast, slow):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("targets, options, exc, match", [
+    ([[1, 0, 2]], {}, ValueError, "blank id 0 at position 1"),
+    ([[1, 2], [2, 3, 7]], {"blank": 7}, ValueError, "blank id 7"),
+    ([[1], [-2]], {}, ValueError, "targets\\[1\\] holds a negative"),
+    ([[1.5]], {}, TypeError, "targets\\[0\\] must hold integer"),
+    ([[[1]]], {}, ValueError, "targets\\[0\\] must be a 1-D"),
+    ([[1]], {"between": "sometimes"}, ValueError, "between must be one of"),
+    ([[1]], {"blank": -1}, ValueError, "blank must be >= 0"),
+])
+def test_ctc_build_batch_rejects_bad_input(targets, options, exc, match):
+    with pytest.raises(exc, match=match):
+        lattice.build_batch("ctc", targets, **options)
+
+
+def test_build_batch_without_a_vectorised_builder_loops():
+    tg = [[1, 2], [3], [4, 4, 4]]
+    assert not hasattr(registry.get_builder("segmentation"), "build_batch")
+    assert_same_batch(lattice.build_batch("segmentation", tg, min_frames=2),
+                      lattice.batch([lattice.build("segmentation", t, min_frames=2)
+                                     for t in tg]))
+
+
+def test_build_batch_unknown_name():
+    with pytest.raises(lattice.UnknownGraphError, match="available: .*ctc"):
+        lattice.build_batch("no-such-graph", [[1]])
+
+
+# --------------------------------------------------------------------------------
+# GraphBatch.from_padded
+# --------------------------------------------------------------------------------
+
+
+def _padded(graphs):
+    gb = lattice.batch(graphs)
+    return {name: getattr(gb, name) for name in _ARRAYS[:9]}, gb
+
+
+def test_from_padded_round_trip_and_ignores_padding():
+    graphs = [lattice.build("ctc", [1, 2, 2]), lattice.build("segmentation", [3]),
+              lattice.build("hmm", [1, 2], states=3)]
+    arrays, gb = _padded(graphs)
+    # garbage in the padding must not matter
+    dirty = {k: np.array(v, copy=True) for k, v in arrays.items()}
+    for name in ("labels", "tokens", "start", "final"):
+        dirty[name][np.arange(gb.max_states) >= gb.num_states[:, None]] = 7
+    for name in ("src", "dst", "weight"):
+        dirty[name][np.arange(gb.max_arcs) >= gb.num_arcs[:, None]] = 99
+    assert_same_batch(lattice.GraphBatch.from_padded(**dirty), gb)
+
+
+@pytest.mark.parametrize("field, row, value, exc, match", [
+    ("labels", 1, -1, ValueError, "labels of example 1 holds a negative"),
+    ("tokens", 0, -2, ValueError, "tokens of example 0 holds a token below -1"),
+    ("src", 1, 5, ValueError, "src of example 1 refers to a state outside"),
+    ("dst", 0, -1, ValueError, "dst of example 0 refers to a state outside"),
+    ("weight", 1, np.nan, ValueError, "weight of example 1 contains NaN"),
+    ("start", 0, np.inf, ValueError, "start of example 0 contains \\+inf"),
+    ("final", 1, np.nan, ValueError, "final of example 1 contains NaN"),
+])
+def test_from_padded_rejects_bad_rows(field, row, value, exc, match):
+    arrays, _ = _padded([lattice.build("ctc", [1, 2]), lattice.build("ctc", [3])])
+    arr = np.array(arrays[field], dtype=np.float64 if field in (
+        "weight", "start", "final") else np.int64)
+    arr[row, 0] = value
+    arrays[field] = arr
+    with pytest.raises(exc, match=match):
+        lattice.GraphBatch.from_padded(**arrays)
+
+
+def test_from_padded_rejects_bad_shapes_and_types():
+    arrays, _ = _padded([lattice.build("ctc", [1, 2]), lattice.build("ctc", [3])])
+    with pytest.raises(ValueError, match="num_arcs must have shape \\(2,\\)"):
+        lattice.GraphBatch.from_padded(**{**arrays, "num_arcs": [10]})
+    with pytest.raises(ValueError, match="num_states must lie in"):
+        lattice.GraphBatch.from_padded(**{**arrays, "num_states": [-1, 3]})
+    with pytest.raises(TypeError, match="num_states must hold integers"):
+        lattice.GraphBatch.from_padded(**{**arrays, "num_states": [5.0, 3.0]})
+    with pytest.raises(ValueError, match="labels must have shape \\(2, >= 5\\)"):
+        lattice.GraphBatch.from_padded(**{**arrays, "labels": arrays["labels"][:, :3]})
+    with pytest.raises(TypeError, match="src must hold integers"):
+        lattice.GraphBatch.from_padded(**{**arrays, "src": arrays["src"] * 1.0})
+    with pytest.raises(TypeError, match="weight must hold real numbers"):
+        lattice.GraphBatch.from_padded(**{**arrays, "weight": arrays["weight"] > 0})
