@@ -32,6 +32,15 @@ if SMOKE:
     SCALING_FRAMES = [100, 400]
     DTYPES = ["float32"]
     THREADS = [2]
+# LATTICE_ASV_SHAPES=B32-T1000-C64-S200[,...] measures only the named shapes (a full
+# run of every shape, dtype, thread count and library takes a long while)
+_ONLY = [name for name in os.environ.get("LATTICE_ASV_SHAPES", "").split(",") if name]
+if _ONLY and not SMOKE:
+    unknown = sorted(set(_ONLY) - set(SHAPES))
+    if unknown:
+        raise ValueError(f"LATTICE_ASV_SHAPES: unknown shapes {unknown}; known: {list(SHAPES)}")
+    SHAPES = {name: SHAPES[name] for name in _ONLY}
+    LARGE = [name for name in LARGE if name in SHAPES] or list(SHAPES)
 
 
 def ctc_problem(shape, dtype, seed=0):
