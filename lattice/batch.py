@@ -13,14 +13,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .graph import Graph
+from .graph import _INT32_MAX, Graph
 
 __all__ = ["GraphBatch", "batch"]
 
 
 # the widest band the fast path handles: arcs from s - d to s with d < MAX_BAND
 MAX_BAND = 3
-_INT32_MAX = np.iinfo(np.int32).max
 
 
 def _check_sizes(name, values, size=None):

@@ -144,11 +144,14 @@ def ctc_batch(targets, blank=0, between="optional"):
     size = len(arrays)
     k = np.array([a.shape[0] for a in arrays], dtype=np.int64)
     flat = np.concatenate(arrays) if size else np.zeros(0, dtype=np.int64)
-    _check_no_blank(flat, blank, where="targets")
     k_max = int(k.max(initial=0))
     mask = np.arange(k_max) < k[:, None]
     padded = np.zeros((size, k_max), dtype=np.int64)
     padded[mask] = flat
+    has_blank = (mask & (padded == blank)).any(axis=1)
+    if has_blank.any():  # the message names the example and the position in it
+        b = int(np.flatnonzero(has_blank)[0])
+        _check_no_blank(arrays[b], blank, where=f"targets[{b}]")
 
     num_states = 2 * k + 1
     s_max = 2 * k_max + 1

@@ -52,7 +52,8 @@ def test_ctc_build_batch_scores_like_the_graphs():
 
 @pytest.mark.parametrize("targets, options, exc, match", [
     ([[1, 0, 2]], {}, ValueError, "blank id 0 at position 1"),
-    ([[1, 2], [2, 3, 7]], {"blank": 7}, ValueError, "blank id 7"),
+    ([[1, 2], [2, 3, 7]], {"blank": 7}, ValueError,
+     "targets\\[1\\] contains the blank id 7 at position 2"),
     ([[1], [-2]], {}, ValueError, "targets\\[1\\] holds a negative"),
     ([[1.5]], {}, TypeError, "targets\\[0\\] must hold integer"),
     ([[[1]]], {}, ValueError, "targets\\[0\\] must be a 1-D"),
