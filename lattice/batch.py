@@ -229,9 +229,7 @@ class GraphBatch:
                       "contains +inf (log-weights may be -inf, never +inf)")
             weights[name] = arr
 
-        self = object.__new__(cls)
-        self._graphs = None
-        self._index(
+        return cls._from_valid(
             num_states, num_arcs,
             labels=np.where(state_mask, labels, 0).astype(np.int32),
             tokens=np.where(state_mask, tokens, -1).astype(np.int32),
@@ -241,10 +239,21 @@ class GraphBatch:
             dst=np.where(arc_mask, dst, 0).astype(np.int32),
             weight=np.where(arc_mask, weights["weight"], 0.0),
         )  # fmt: skip
+
+    @classmethod
+    def _from_valid(cls, num_states, num_arcs, **padded):
+        """A batch from padded arrays already valid, typed (int32 indexes, float64
+        weights) and padded as documented; for builders whose arrays are valid by
+        construction (their tests compare them with graph-by-graph building)."""
+        self = object.__new__(cls)
+        self._graphs = None
+        self._index(np.asarray(num_states, dtype=np.int32),
+                    np.asarray(num_arcs, dtype=np.int32), **padded)
         return self
 
     def _index(self, num_states, num_arcs, **padded):
-        """Store the padded arrays and compute the CSR indexes and the band layout.
+        """Store the padded arrays and compute the band layout (the CSR indexes are
+        computed when first read: the banded fast path never needs them).
 
         Everything is computed on the whole batch at once: the batch is rebuilt for
         every training step, so there is no Python loop per graph.
@@ -256,33 +265,23 @@ class GraphBatch:
         self.max_states, self.max_arcs = s_max, a_max
         for name, value in padded.items():
             setattr(self, name, value)
+        self._csr = None
         arc_mask = np.arange(a_max) < num_arcs[:, None]
-
-        example = np.repeat(np.arange(size), self.num_arcs)
-        src = self.src[arc_mask].astype(np.int64)
-        dst = self.dst[arc_mask].astype(np.int64)
-        arc_id = np.arange(src.shape[0]) - np.repeat(
-            np.cumsum(self.num_arcs) - self.num_arcs, self.num_arcs
-        )
-        # in-arcs by decreasing source (increasing offset d = dst - src), out-arcs by
-        # increasing destination, then by arc id: the orders of the banded row
-        # functions, which the general kernels follow too (see _batch_csr)
-        self.in_ptr, self.in_arc, in_counts = _batch_csr(
-            example, dst, -src, arc_id, arc_mask, size, s_max
-        )
-        self.out_ptr, self.out_arc, _ = _batch_csr(
-            example, src, dst, arc_id, arc_mask, size, s_max
-        )
-        self.max_in_degree = int(in_counts.max(initial=0))
+        example = np.repeat(np.arange(size, dtype=np.int32), self.num_arcs)
+        src = self.src[arc_mask]
+        dst = self.dst[arc_mask]
 
         # the banded fast path applies if every arc goes from s - d to s with
         # d < MAX_BAND and no pair of states is joined twice
         offset = dst - src
         banded = bool(size) and bool(np.all((offset >= 0) & (offset < MAX_BAND)))
         if banded and src.size:
-            pair = (example * s_max + dst) * MAX_BAND + offset
+            pair = (example.astype(np.int64) * s_max + dst) * MAX_BAND + offset
             banded = np.bincount(pair).max() <= 1
         if banded:
+            arc_id = np.arange(src.shape[0], dtype=np.int32) - np.repeat(
+                np.cumsum(self.num_arcs, dtype=np.int32) - self.num_arcs, self.num_arcs
+            )
             # at least 2: the row functions exist for D = 2 and D = 3
             self.band = max(2, int(offset.max(initial=0)) + 1)
             self.band_arc = np.full((size, self.band * s_max), -1, dtype=np.int32)
@@ -301,6 +300,52 @@ class GraphBatch:
                 if isinstance(array, np.ndarray):
                     array.flags.writeable = False
         self._cast_cache = {}
+
+    def _index_csr(self):
+        """(in_ptr, in_arc, out_ptr, out_arc, max_in_degree), computed once."""
+        if self._csr is None:
+            size = len(self.num_states)
+            arc_mask = np.arange(self.max_arcs) < self.num_arcs[:, None]
+            example = np.repeat(np.arange(size), self.num_arcs)
+            src = self.src[arc_mask].astype(np.int64)
+            dst = self.dst[arc_mask].astype(np.int64)
+            arc_id = np.arange(src.shape[0]) - np.repeat(
+                np.cumsum(self.num_arcs) - self.num_arcs, self.num_arcs
+            )
+            # in-arcs by decreasing source (increasing offset d = dst - src), out-arcs
+            # by increasing destination, then by arc id: the orders of the banded row
+            # functions, which the general kernels follow too (see _batch_csr)
+            in_ptr, in_arc, in_counts = _batch_csr(
+                example, dst, -src, arc_id, arc_mask, size, self.max_states
+            )
+            out_ptr, out_arc, _ = _batch_csr(
+                example, src, dst, arc_id, arc_mask, size, self.max_states
+            )
+            for array in (in_ptr, in_arc, out_ptr, out_arc):
+                array.flags.writeable = False
+            self._csr = (in_ptr, in_arc, out_ptr, out_arc,
+                         int(in_counts.max(initial=0)))  # fmt: skip
+        return self._csr
+
+    @property
+    def in_ptr(self):
+        return self._index_csr()[0]
+
+    @property
+    def in_arc(self):
+        return self._index_csr()[1]
+
+    @property
+    def out_ptr(self):
+        return self._index_csr()[2]
+
+    @property
+    def out_arc(self):
+        return self._index_csr()[3]
+
+    @property
+    def max_in_degree(self):
+        return self._index_csr()[4]
 
     @property
     def graphs(self):

@@ -134,3 +134,18 @@ def test_from_padded_rejects_bad_shapes_and_types():
         lattice.GraphBatch.from_padded(**{**arrays, "src": arrays["src"] * 1.0})
     with pytest.raises(TypeError, match="weight must hold real numbers"):
         lattice.GraphBatch.from_padded(**{**arrays, "weight": arrays["weight"] > 0})
+
+
+def test_csr_indexes_are_built_when_first_read():
+    """A banded batch never needs the CSR indexes: the engine's fast path leaves them
+    unbuilt; reading one builds all four, read-only, equal to a Graph-built batch."""
+    gb = lattice.build_batch("ctc", [[1, 2], [3]])
+    lattice.forward_backward(np.zeros((2, 5, 4)), gb)
+    lattice.viterbi(np.zeros((2, 5, 4)), gb)
+    assert gb._csr is None
+    ref = lattice.batch([lattice.build("ctc", [1, 2]), lattice.build("ctc", [3])])
+    for name in ("in_ptr", "in_arc", "out_ptr", "out_arc"):
+        value = getattr(gb, name)
+        assert not value.flags.writeable, name
+        np.testing.assert_array_equal(value, getattr(ref, name), err_msg=name)
+    assert gb.max_in_degree == ref.max_in_degree == 3
