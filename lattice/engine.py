@@ -260,8 +260,9 @@ def forward(
     else:
         _kernel(f"forward_{sr.name}_{dtype.name}")(
             p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
-            gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
-            scratch, scores, p.num_threads,
+            gb.dst, gb.in_ptr, gb.in_arc, p.weight, p.start, p.final, scratch,
+            _workspace(p, gb.max_arcs + 2 * gb.max_states, dtype),
+            _workspace(p, gb.max_states, np.int32), scores, p.num_threads,
         )  # fmt: skip
     _raise_if_nan(scores)
     return scores
@@ -374,6 +375,8 @@ def forward_backward(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
                 gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
                 p.weight, p.start, p.final, alpha, beta,
+                _workspace(p, gb.max_arcs + 4 * gb.max_states, dtype),
+                _workspace(p, gb.max_states, np.int32),
                 grad_emissions, grad_weight, grad_start, grad_final,
                 scores, p.num_threads,
             )  # fmt: skip
