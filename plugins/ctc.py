@@ -153,6 +153,10 @@ def ctc_batch(targets, blank=0, between="optional"):
         b = int(np.flatnonzero(has_blank)[0])
         _check_no_blank(arrays[b], blank, where=f"targets[{b}]")
 
+    if padded.size and int(padded.max()) > np.iinfo(np.int32).max:
+        # what Graph (and so ctc) would reject; the int32 arrays below would wrap
+        raise ValueError("labels holds values outside the int32 range")
+
     num_states = 2 * k + 1
     s_max = 2 * k_max + 1 if size else 0
     state = np.arange(s_max)

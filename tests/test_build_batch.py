@@ -149,3 +149,13 @@ def test_csr_indexes_are_built_when_first_read():
         assert not value.flags.writeable, name
         np.testing.assert_array_equal(value, getattr(ref, name), err_msg=name)
     assert gb.max_in_degree == ref.max_in_degree == 3
+
+
+def test_ctc_build_batch_rejects_ids_beyond_int32_like_build():
+    """The batch builder writes int32 arrays itself: an id that would wrap is an
+    error, as it is for lattice.build."""
+    with pytest.raises(ValueError, match="int32"):
+        lattice.build("ctc", [2**31])
+    with pytest.raises(ValueError, match="int32"):
+        lattice.build_batch("ctc", [[1], [2**31]])
+    assert lattice.build_batch("ctc", [[2**31 - 1]]).labels.max() == 2**31 - 1
