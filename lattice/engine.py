@@ -254,8 +254,8 @@ def forward(
         bp_scratch = _workspace(p, gb.max_states, np.uint8)
         _kernel(f"forward_banded_{sr.name}_{dtype.name}")(
             p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
-            p.band_weight, p.start, p.final, scratch, bp_scratch,
-            _workspace(p, 2, np.int32), scores, p.num_threads,
+            p.band_weight, p.start, p.final, scratch, bp_scratch, scores,
+            p.num_threads,
         )  # fmt: skip
     else:
         _kernel(f"forward_{sr.name}_{dtype.name}")(
@@ -362,8 +362,7 @@ def forward_backward(
             _kernel(f"forward_backward_banded_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
                 p.band_weight, p.start, p.final, alpha, scratch,
-                _workspace(p, 2, np.int32), grad_emissions, grad_band, grad_start,
-                grad_final,
+                grad_emissions, grad_band, grad_start, grad_final,
                 scores, p.num_threads,
             )  # fmt: skip
             # every arc owns exactly one band slot
@@ -492,8 +491,8 @@ def viterbi(
             _kernel(f"viterbi_banded_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
                 gb.band, gb.band_arc, p.band_weight, p.start, p.final,
-                scratch, backpointers, _workspace(p, 2, np.int32), states, labels,
-                arcs, seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
+                scratch, backpointers, states, labels, arcs,
+                seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
             )  # fmt: skip
         else:
             if gb.max_in_degree <= 255:
