@@ -327,25 +327,11 @@ class GraphBatch:
                          int(in_counts.max(initial=0)))  # fmt: skip
         return self._csr
 
-    @property
-    def in_ptr(self):
-        return self._index_csr()[0]
-
-    @property
-    def in_arc(self):
-        return self._index_csr()[1]
-
-    @property
-    def out_ptr(self):
-        return self._index_csr()[2]
-
-    @property
-    def out_arc(self):
-        return self._index_csr()[3]
-
-    @property
-    def max_in_degree(self):
-        return self._index_csr()[4]
+    in_ptr = property(lambda self: self._index_csr()[0])
+    in_arc = property(lambda self: self._index_csr()[1])
+    out_ptr = property(lambda self: self._index_csr()[2])
+    out_arc = property(lambda self: self._index_csr()[3])
+    max_in_degree = property(lambda self: self._index_csr()[4])
 
     @property
     def graphs(self):
