@@ -117,8 +117,14 @@ def extensions():
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
+    # the compiled half of the ctc batch builder: plain loops, no OpenMP needed
+    ctc_fill = Extension(
+        "lattice_plugins._ctc_fill",
+        ["plugins/_ctc_fill.pyx"],
+        extra_compile_args=["-O2", "-fno-wrapv"],
+    )
     return cythonize(
-        [ext],
+        [ext, ctc_fill],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

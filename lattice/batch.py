@@ -95,9 +95,9 @@ class GraphBatch:
     band_arc : ndarray of int32, shape (B, band * S_max), or None
         For a banded batch, the arc id in band slot ``d * num_states[b] + s`` of
         example ``b`` (the arc from ``s - d`` to ``s``), ``-1`` where there is none.
-    band_slots : tuple of two ndarrays, or None
-        For a banded batch, the (example, slot) index of every arc's band slot, in
-        arc order: ``band_arc[band_slots]`` lists each example's arc ids.
+    band_slot : ndarray of int32, shape (B, A_max), or None
+        For a banded batch, the band slot of every arc (padding: -1), the inverse
+        of ``band_arc``: ``band_arc[b, band_slot[b, a]] == a``.
     max_in_degree : int
         The largest number of arcs entering one state (sizes Viterbi backpointers).
 
@@ -241,19 +241,21 @@ class GraphBatch:
         )  # fmt: skip
 
     @classmethod
-    def _from_valid(cls, num_states, num_arcs, **padded):
+    def _from_valid(cls, num_states, num_arcs, band=None, **padded):
         """A batch from padded arrays already valid, typed (int32 indexes, float64
         weights) and padded as documented; for builders whose arrays are valid by
-        construction (their tests compare them with graph-by-graph building)."""
+        construction (their tests compare them with graph-by-graph building).
+        ``band``, if given, is ``(D, band_slot, band_arc)`` as :meth:`_band_layout`
+        returns it, for builders that know their graphs are banded."""
         self = object.__new__(cls)
         self._graphs = None
         self._index(np.asarray(num_states, dtype=np.int32),
-                    np.asarray(num_arcs, dtype=np.int32), **padded)
+                    np.asarray(num_arcs, dtype=np.int32), band, **padded)
         return self
 
-    def _index(self, num_states, num_arcs, **padded):
-        """Store the padded arrays and compute the band layout (the CSR indexes are
-        computed when first read: the banded fast path never needs them).
+    def _index(self, num_states, num_arcs, band=None, **padded):
+        """Store the padded arrays and the band layout (the CSR indexes are computed
+        when first read: the banded fast path never needs them).
 
         Everything is computed on the whole batch at once: the batch is rebuilt for
         every training step, so there is no Python loop per graph.
@@ -266,40 +268,49 @@ class GraphBatch:
         for name, value in padded.items():
             setattr(self, name, value)
         self._csr = None
-        arc_mask = np.arange(a_max) < num_arcs[:, None]
-        example = np.repeat(np.arange(size, dtype=np.int32), self.num_arcs)
-        src = self.src[arc_mask]
-        dst = self.dst[arc_mask]
-
-        # the banded fast path applies if every arc goes from s - d to s with
-        # d < MAX_BAND and no pair of states is joined twice
-        offset = dst - src
-        banded = bool(size) and bool(np.all((offset >= 0) & (offset < MAX_BAND)))
-        if banded and src.size:
-            pair = (example.astype(np.int64) * s_max + dst) * MAX_BAND + offset
-            banded = np.bincount(pair).max() <= 1
-        if banded:
-            arc_id = np.arange(src.shape[0], dtype=np.int32) - np.repeat(
-                np.cumsum(self.num_arcs, dtype=np.int32) - self.num_arcs, self.num_arcs
-            )
-            # at least 2: the row functions exist for D = 2 and D = 3
-            self.band = max(2, int(offset.max(initial=0)) + 1)
-            self.band_arc = np.full((size, self.band * s_max), -1, dtype=np.int32)
-            slot = offset * self.num_states[example] + dst
-            self.band_arc[example, slot] = arc_id
-            # the filled slots, used on every call to move weights and gradients
-            # between arc order and band order
-            self.band_slots = (example.astype(np.intp), slot.astype(np.intp))
+        if band is None:
+            band = self._band_layout()
+        if band is not None:
+            self.band, self.band_slot, self.band_arc = band
         else:
             self.band = None
             self.band_arc = None
-            self.band_slots = None
+            self.band_slot = None
         self.max_label = int(self.labels.max(initial=-1)) if s_max else -1
         for value in vars(self).values():
             for array in value if isinstance(value, tuple) else (value,):
                 if isinstance(array, np.ndarray):
                     array.flags.writeable = False
         self._cast_cache = {}
+
+    def _band_layout(self):
+        """``(D, band_slot, band_arc)`` if the batch is banded, else None.
+
+        Banded: every arc goes from ``s - d`` to ``s`` with ``d < MAX_BAND`` and no
+        pair of states is joined twice. ``D`` is at least 2 (the row functions exist
+        for D = 2 and D = 3); ``band_slot[b, a] = d * num_states[b] + dst`` (-1 for
+        padding arcs) and ``band_arc`` its inverse, as the class documents them.
+        """
+        size, a_max = self.src.shape
+        arc_mask = np.arange(a_max) < self.num_arcs[:, None]
+        offset = self.dst - self.src
+        if not size or not np.all((offset >= 0) & (offset < MAX_BAND) | ~arc_mask):
+            return None
+        slot = offset * self.num_states[:, None] + self.dst
+        if a_max:
+            example = np.arange(size, dtype=np.int64)[:, None]
+            pair = (example * (MAX_BAND * self.max_states) + slot)[arc_mask]
+            if np.bincount(pair).max() > 1:
+                return None
+        band = max(2, int(offset[arc_mask].max(initial=0)) + 1)
+        band_slot = np.where(arc_mask, slot, -1).astype(np.int32)
+        # band_arc inverts band_slot; padding arcs write into one extra column
+        width = band * self.max_states
+        band_arc = np.full((size, width + 1), -1, dtype=np.int32)
+        target = np.where(arc_mask, slot, width)
+        target += np.arange(0, size * (width + 1), width + 1, dtype=target.dtype)[:, None]
+        band_arc.reshape(-1)[target] = np.arange(a_max, dtype=np.int32)
+        return band, band_slot, np.ascontiguousarray(band_arc[:, :width])
 
     def _index_csr(self):
         """(in_ptr, in_arc, out_ptr, out_arc, max_in_degree), computed once."""
@@ -366,6 +377,42 @@ class GraphBatch:
                 a.flags.writeable = False
             self._cast_cache[dtype] = cached
         return cached
+
+    def _band_table(self, values, fill):
+        """Arrange per-arc ``values`` (B, A_max) into band order (B, band * S_max).
+
+        Slot ``d * num_states[b] + s`` gets the value of the arc from ``s - d`` to
+        ``s``, or ``fill`` where there is none; only for banded batches.
+        """
+        return _gather_rows(values, self.band_arc, fill)
+
+    def _band_weights_as(self, dtype):
+        """The arc weights as a band table (-inf where no arc), cast to ``dtype``
+        and cached per dtype; only for banded batches."""
+        dtype = np.dtype(dtype)
+        cached = self._cast_cache.get(("band", dtype))
+        if cached is None:
+            cached = self._band_table(self.weights_as(dtype)[0], -np.inf)
+            cached.flags.writeable = False
+            self._cast_cache[("band", dtype)] = cached
+        return cached
+
+    def _arc_values(self, table):
+        """The inverse of :meth:`_band_table`: per-arc values (B, A_max) read from
+        a band table, 0 for padding arcs; only for banded batches."""
+        return _gather_rows(table, self.band_slot, 0)
+
+
+def _gather_rows(values, index, fill):
+    """out[b, j] = values[b, index[b, j]], or ``fill`` where index[b, j] < 0."""
+    values = np.asarray(values)
+    size, width = values.shape
+    if not width:
+        return np.full(index.shape, fill, dtype=values.dtype)
+    flat = index + np.arange(0, size * width, width, dtype=np.intp)[:, None]
+    out = values.reshape(-1).take(flat)
+    out[index < 0] = fill
+    return out
 
 
 def batch(graphs) -> GraphBatch:

@@ -36,7 +36,7 @@ class _Problem(NamedTuple):
     batch: GraphBatch
     lengths: np.ndarray  # (B,) int64
     order: np.ndarray  # (B,) int64, longest work first
-    weight: np.ndarray  # (B, T, A_max), time stride 0 if time-independent
+    weight: np.ndarray  # (B, T, A_max) or (B, A_max) if time-independent
     time_dependent: bool
     band_weight: np.ndarray | None  # (B, D * S_max) for the banded fast path
     start: np.ndarray  # (B, S_max)
@@ -70,11 +70,11 @@ def _check_lengths(lengths, size, frames):
     arr = np.asarray(lengths)
     if arr.ndim == 0:
         arr = arr.reshape(1)
-    if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
+    if arr.size and arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.shape != (size,):
         raise ValueError(f"lengths must have shape ({size},), got {arr.shape}")
-    arr = arr.astype(np.int64)
+    arr = arr.astype(np.int64, copy=False)
     if arr.size and (arr.min() < 0 or arr.max() > frames):
         raise ValueError(
             f"lengths must lie in [0, {frames}] (the number of frames), "
@@ -128,17 +128,10 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
     band_weight = None
     if not time_dependent and gb.band is not None and _USE_BANDED:
         # the dense (d, s) weight table of the banded fast path; -inf where no arc
-        band_weight = np.full(gb.band_arc.shape, -np.inf, dtype=dtype)
-        rows, slots = gb.band_slots
-        band_weight[rows, slots] = weight[rows, gb.band_arc[rows, slots]]
-    if not time_dependent:
-        # the kernels index weight[b, t, a]; a zero time stride reads row b every frame
-        weight = as_strided(
-            weight,
-            shape=(size, max(frames, 1), a_max),
-            strides=(weight.strides[0], 0, weight.strides[1]),
-            writeable=False,
-        )
+        if arc_weights is None:
+            band_weight = gb._band_weights_as(dtype)
+        else:
+            band_weight = gb._band_table(weight, -np.inf)
     if start_weights is not None:
         start = _check_log_weights("start_weights", start_weights, start.shape, dtype)
     if final_weights is not None:
@@ -153,6 +146,21 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
     return _Problem(
         emissions, gb, lengths, order, weight, time_dependent, band_weight, start,
         final, num_threads,
+    )
+
+
+def _weight_view(p):
+    """The arc weights as the general kernels index them, weight[b, t, a]: a zero
+    time stride reads row b on every frame when they are time-independent."""
+    weight = p.weight
+    if p.time_dependent:
+        return weight
+    size, frames = p.emissions.shape[:2]
+    return as_strided(
+        weight,
+        shape=(size, max(frames, 1), weight.shape[1]),
+        strides=(weight.strides[0], 0, weight.strides[1]),
+        writeable=False,
     )
 
 
@@ -174,6 +182,9 @@ def _table_size(p):
 def _raise_if_nan(scores):
     # weights are validated (no NaN, no +inf), so a NaN or +inf score can only come
     # from NaN or +inf emissions; the kernels propagate NaN instead of skipping it
+    total = np.add.reduce(scores)
+    if not (np.isnan(total) or total == np.inf):
+        return  # the sum is NaN or +inf if any score is: the common case costs one sum
     bad = np.flatnonzero(np.isnan(scores) | np.isposinf(scores))
     if bad.size:
         raise FloatingPointError(
@@ -260,7 +271,7 @@ def forward(
     else:
         _kernel(f"forward_{sr.name}_{dtype.name}")(
             p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
-            gb.dst, gb.in_ptr, gb.in_arc, p.weight, p.start, p.final, scratch,
+            gb.dst, gb.in_ptr, gb.in_arc, _weight_view(p), p.start, p.final, scratch,
             _workspace(p, gb.max_arcs + 2 * gb.max_states, dtype),
             _workspace(p, gb.max_states, np.int32), scores, p.num_threads,
         )  # fmt: skip
@@ -365,15 +376,13 @@ def forward_backward(
                 grad_emissions, grad_band, grad_start, grad_final,
                 scores, p.num_threads,
             )  # fmt: skip
-            # every arc owns exactly one band slot
-            rows, slots = gb.band_slots
-            arc_grad[rows, gb.band_arc[rows, slots]] = grad_band[rows, slots]
+            arc_grad[...] = gb._arc_values(grad_band)
         else:
             beta = _workspace(p, 2 * gb.max_states, dtype)
             _kernel(f"forward_backward_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
                 gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
-                p.weight, p.start, p.final, alpha, beta,
+                _weight_view(p), p.start, p.final, alpha, beta,
                 _workspace(p, gb.max_arcs + 4 * gb.max_states, dtype),
                 _workspace(p, gb.max_states, np.int32),
                 grad_emissions, grad_weight, grad_start, grad_final,
@@ -502,7 +511,7 @@ def viterbi(
             backpointers = _workspace(p, _table_size(p), bp_dtype)
             _kernel(f"viterbi_{dtype.name}_{kind}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
-                gb.src, gb.in_ptr, gb.in_arc, p.weight, p.start, p.final,
+                gb.src, gb.in_ptr, gb.in_arc, _weight_view(p), p.start, p.final,
                 scratch, backpointers, states, labels, arcs,
                 seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
             )  # fmt: skip

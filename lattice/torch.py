@@ -418,6 +418,8 @@ def _sequence_inputs(log_probs, targets, input_lengths, target_lengths):
             raise ValueError(
                 f"target_lengths exceed the padded target length {targets.shape[1]}"
             )
+        used = np.arange(tg.shape[1]) < target_lengths[:, None]
+        bad = (used & ((tg < 0) | (tg >= classes))).any(axis=1)
         seqs = [tg[b, : target_lengths[b]] for b in range(size)]
     elif targets.dim() == 1:
         if int(target_lengths.sum()) != targets.shape[0]:
@@ -425,18 +427,20 @@ def _sequence_inputs(log_probs, targets, input_lengths, target_lengths):
                 f"concatenated targets hold {targets.shape[0]} ids but target_lengths "
                 f"sum to {int(target_lengths.sum())}"
             )
+        example = np.repeat(np.arange(size), target_lengths)
+        bad = np.zeros(size, dtype=bool)
+        bad[example[(tg < 0) | (tg >= classes)]] = True
         seqs = np.split(tg, np.cumsum(target_lengths)[:-1])
     else:
         raise ValueError(
             f"targets must be padded (B, S) with B = {size}, or concatenated (sum of "
             f"target_lengths,), got shape {tuple(targets.shape)}"
         )
-    for b, seq in enumerate(seqs):
-        if seq.size and (seq.min() < 0 or seq.max() >= classes):
-            raise ValueError(
-                f"targets of example {b} hold class ids outside [0, {classes}) "
-                "(log_probs.shape[2])"
-            )
+    if bad.any():
+        raise ValueError(
+            f"targets of example {int(np.argmax(bad))} hold class ids outside "
+            f"[0, {classes}) (log_probs.shape[2])"
+        )
     return _Sequences(log_probs.transpose(0, 1), seqs, input_lengths, target_lengths, unbatched)
 
 
@@ -463,9 +467,9 @@ def _sequence_loss(builder, options, log_probs, targets, input_lengths, target_l
     gb = build_batch(builder, seq.targets, **options)
     score = lattice_score(seq.emissions, gb, seq.input_lengths, semiring=semiring)
     # an empty input explains an empty target with probability 1 (as in torch)
-    empty = torch.from_numpy((seq.input_lengths == 0) & (seq.target_lengths == 0))
+    empty = (seq.input_lengths == 0) & (seq.target_lengths == 0)
     if empty.any():
-        score = score.masked_fill(empty, 0.0)
+        score = score.masked_fill(torch.from_numpy(empty), 0.0)
     if zero_infinity:
         # an impossible example must also contribute a zero gradient
         score = torch.where(torch.isinf(score), score.detach(), score)

@@ -7,7 +7,8 @@ import numpy as np
 import lattice
 from lattice import compose as C
 
-from ._target import check_int_option, check_target
+from . import _ctc_fill
+from ._target import check_int_option, check_target, check_targets
 
 _BETWEEN = ("optional", "required", "none")
 
@@ -138,60 +139,39 @@ def ctc_batch(targets, blank=0, between="optional"):
     [14, 5]
     """
     blank = _check_options(blank, between)
-    arrays = [check_target(t, name=f"targets[{b}]") for b, t in enumerate(targets)]
+    arrays = check_targets(targets)
     if between == "none":
         return lattice.batch([ctc(t, blank, between) for t in arrays])
     size = len(arrays)
     k = np.array([a.shape[0] for a in arrays], dtype=np.int64)
     flat = np.concatenate(arrays) if size else np.zeros(0, dtype=np.int64)
-    k_max = int(k.max(initial=0))
-    mask = np.arange(k_max) < k[:, None]
-    padded = np.zeros((size, k_max), dtype=np.int64)
-    padded[mask] = flat
-    has_blank = (mask & (padded == blank)).any(axis=1)
-    if has_blank.any():  # the message names the example and the position in it
-        b = int(np.flatnonzero(has_blank)[0])
-        _check_no_blank(arrays[b], blank, where=f"targets[{b}]")
-
-    if padded.size and int(padded.max()) > np.iinfo(np.int32).max:
-        # what Graph (and so ctc) would reject; the int32 arrays below would wrap
+    if flat.size and int(flat.max()) > np.iinfo(np.int32).max:
+        # what Graph (and so ctc) would reject; the int32 arrays would wrap
         raise ValueError("labels holds values outside the int32 range")
-
+    skips = between == "optional"
+    num_arcs = np.empty(size, dtype=np.int32)
+    first_blank = _ctc_fill.count_arcs(flat, k, blank, skips, num_arcs)
+    if first_blank >= 0:  # the message names the example and the position in it
+        b = int(np.searchsorted(np.cumsum(k), first_blank, side="right"))
+        _check_no_blank(arrays[b], blank, where=f"targets[{b}]")
     num_states = 2 * k + 1
-    s_max = 2 * k_max + 1 if size else 0
-    state = np.arange(s_max)
-    in_graph = state < num_states[:, None]
-    labels = np.full((size, s_max), blank, dtype=np.int32)
-    labels[:, 1::2] = padded
-    labels[~in_graph] = 0  # the padding of GraphBatch
-    tokens = np.full((size, s_max), -1, dtype=np.int32)
-    tokens[:, 1::2] = np.where(mask, np.arange(k_max, dtype=np.int32), -1)
-    start = np.where(state < np.minimum(num_states, 2)[:, None], 0.0, -np.inf)
-    final = np.where(in_graph & (state >= np.maximum(num_states - 2, 0)[:, None]),
-                     0.0, -np.inf)  # fmt: skip
-
-    # arcs: S stays, S - 1 advances, then the skips symbol i -> symbol i + 1
-    if between == "optional":
-        skip = mask[:, 1:] & (padded[:, 1:] != padded[:, :-1])
-    else:
-        skip = np.zeros((size, max(k_max - 1, 0)), dtype=bool)
-    num_arcs = 2 * num_states - 1 + skip.sum(axis=1)
+    s_max = int(num_states.max(initial=0))
     a_max = int(num_arcs.max(initial=0))
-    arc = np.arange(a_max)[None, :]
-    stays = arc < num_states[:, None]
-    src = np.where(stays, arc, arc - num_states[:, None])
-    dst = np.where(stays, arc, src + 1)
-    rows, pos = np.nonzero(skip)
-    slot = 2 * num_states[rows] - 1 + (np.cumsum(skip, axis=1) - 1)[rows, pos]
-    src[rows, slot] = 2 * pos + 1
-    dst[rows, slot] = 2 * pos + 3
-    inside = arc < num_arcs[:, None]
+    # D = 3 if some example has a skip arc (it has more than 2 S - 1 arcs)
+    band = 3 if bool((num_arcs > 2 * num_states - 1).any()) else 2
+    labels, tokens, src, dst, band_slot = (
+        np.empty((size, n), dtype=np.int32) for n in (s_max, s_max, a_max, a_max, a_max)
+    )
+    start, final = np.empty((size, s_max)), np.empty((size, s_max))
+    band_arc = np.empty((size, band * s_max), dtype=np.int32)
+    _ctc_fill.fill(flat, k, blank, skips, labels, tokens, start, final, src, dst,
+                   band_slot, band_arc)  # fmt: skip
     # valid and padded as GraphBatch documents by construction (the tests compare
     # every array with graph-by-graph building), so no second validation pass
     return lattice.GraphBatch._from_valid(
-        num_states, num_arcs, labels=labels, tokens=tokens, start=start, final=final,
-        src=np.where(inside, src, 0).astype(np.int32),
-        dst=np.where(inside, dst, 0).astype(np.int32), weight=np.zeros((size, a_max)),
+        num_states, num_arcs, (band, band_slot, band_arc) if size else None,
+        labels=labels, tokens=tokens, start=start, final=final, src=src, dst=dst,
+        weight=np.zeros((size, a_max)),
     )  # fmt: skip
 
 

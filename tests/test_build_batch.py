@@ -9,7 +9,7 @@ import lattice
 from lattice import registry
 
 _ARRAYS = ("num_states", "num_arcs", "labels", "tokens", "start", "final", "src", "dst",
-           "weight", "in_ptr", "in_arc", "out_ptr", "out_arc", "band_arc")
+           "weight", "in_ptr", "in_arc", "out_ptr", "out_arc", "band_arc", "band_slot")
 
 
 def assert_same_batch(a, b):
