@@ -379,12 +379,13 @@ class GraphBatch:
         return cached
 
     def _band_table(self, values, fill):
-        """Arrange per-arc ``values`` (B, A_max) into band order (B, band * S_max).
-
-        Slot ``d * num_states[b] + s`` gets the value of the arc from ``s - d`` to
-        ``s``, or ``fill`` where there is none; only for banded batches.
+        """Arrange per-arc ``values`` (B, A_max) into band order, (B, band * S_max +
+        band - 1): slot ``d * num_states[b] + s`` gets the value of the arc from
+        ``s - d`` to ``s``, or ``fill`` where there is none (so do the band - 1
+        columns of padding the kernels read past the last slot); only for banded
+        batches.
         """
-        return _gather_rows(values, self.band_arc, fill)
+        return _gather_rows(values, self.band_arc, fill, pad=self.band - 1)
 
     def _band_weights_as(self, dtype):
         """The arc weights as a band table (-inf where no arc), cast to ``dtype``
@@ -403,15 +404,17 @@ class GraphBatch:
         return _gather_rows(table, self.band_slot, 0)
 
 
-def _gather_rows(values, index, fill):
-    """out[b, j] = values[b, index[b, j]], or ``fill`` where index[b, j] < 0."""
+def _gather_rows(values, index, fill, pad=0):
+    """out[b, j] = values[b, index[b, j]], or ``fill`` where index[b, j] < 0 and in
+    ``pad`` more columns."""
     values = np.asarray(values)
     size, width = values.shape
-    if not width:
-        return np.full(index.shape, fill, dtype=values.dtype)
-    flat = index + np.arange(0, size * width, width, dtype=np.intp)[:, None]
-    out = values.reshape(-1).take(flat)
-    out[index < 0] = fill
+    out = np.full((size, index.shape[1] + pad), fill, dtype=values.dtype)
+    if width:
+        flat = index + np.arange(0, size * width, width, dtype=np.intp)[:, None]
+        gathered = out[:, : index.shape[1]]
+        values.reshape(-1).take(flat, out=gathered)
+        gathered[index < 0] = fill
     return out
 
 

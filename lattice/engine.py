@@ -38,7 +38,7 @@ class _Problem(NamedTuple):
     order: np.ndarray  # (B,) int64, longest work first
     weight: np.ndarray  # (B, T, A_max) or (B, A_max) if time-independent
     time_dependent: bool
-    band_weight: np.ndarray | None  # (B, D * S_max) for the banded fast path
+    band_weight: np.ndarray | None  # (B, D * S_max + D - 1), the banded fast path
     start: np.ndarray  # (B, S_max)
     final: np.ndarray  # (B, S_max)
     num_threads: int
@@ -173,10 +173,15 @@ def _workspace(p, per_thread, dtype):
     return np.empty((p.num_threads, max(int(per_thread), 1)), dtype=dtype)
 
 
-def _table_size(p):
+def _table_size(p, pad=0):
     """Values in the largest (frames x states) table of the batch: the alpha table
-    of forward_backward, the backpointers of viterbi."""
-    return int((p.lengths * p.batch.num_states).max(initial=0))
+    of forward_backward, the backpointers of viterbi; ``pad`` more per row."""
+    return int((p.lengths * (p.batch.num_states.astype(np.int64) + pad)).max(initial=0))
+
+
+# the banded kernels keep this many cells of -inf before every alpha row and after
+# the y row of the backward pass (BAND_PAD in _core.pyx.tp)
+_BAND_PAD = 2
 
 
 def _raise_if_nan(scores):
@@ -260,8 +265,8 @@ def forward(
     if size == 0:
         return scores
     gb = p.batch
-    scratch = _workspace(p, 2 * gb.max_states, dtype)
     if p.band_weight is not None:
+        scratch = _workspace(p, 2 * (gb.max_states + _BAND_PAD), dtype)
         bp_scratch = _workspace(p, gb.max_states, np.uint8)
         _kernel(f"forward_banded_{sr.name}_{dtype.name}")(
             p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
@@ -269,6 +274,7 @@ def forward(
             p.num_threads,
         )  # fmt: skip
     else:
+        scratch = _workspace(p, 2 * gb.max_states, dtype)
         _kernel(f"forward_{sr.name}_{dtype.name}")(
             p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
             gb.dst, gb.in_ptr, gb.in_arc, _weight_view(p), p.start, p.final, scratch,
@@ -366,9 +372,9 @@ def forward_backward(
             strides=(arc_grad.strides[0], 0, arc_grad.strides[1]),
         )
     if size:
-        alpha = _workspace(p, _table_size(p), dtype)
         if p.band_weight is not None:
-            scratch = _workspace(p, 4 * gb.max_states, dtype)
+            alpha = _workspace(p, _table_size(p, _BAND_PAD), dtype)
+            scratch = _workspace(p, 4 * gb.max_states + _BAND_PAD, dtype)
             grad_band = np.zeros_like(p.band_weight)
             _kernel(f"forward_backward_banded_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
@@ -378,6 +384,7 @@ def forward_backward(
             )  # fmt: skip
             arc_grad[...] = gb._arc_values(grad_band)
         else:
+            alpha = _workspace(p, _table_size(p), dtype)
             beta = _workspace(p, 2 * gb.max_states, dtype)
             _kernel(f"forward_backward_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
@@ -494,8 +501,8 @@ def viterbi(
     seg = np.full((3, size, max(frames, 1)), -1, dtype=np.int32)
     num_segments = np.zeros(size, dtype=np.int32)
     if size and frames:
-        scratch = _workspace(p, 2 * gb.max_states, dtype)
         if p.band_weight is not None:
+            scratch = _workspace(p, 2 * (gb.max_states + _BAND_PAD), dtype)
             backpointers = _workspace(p, _table_size(p), np.uint8)
             _kernel(f"viterbi_banded_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
@@ -504,6 +511,7 @@ def viterbi(
                 seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
             )  # fmt: skip
         else:
+            scratch = _workspace(p, 2 * gb.max_states, dtype)
             if gb.max_in_degree <= 255:
                 kind, bp_dtype = "u8", np.uint8
             else:
