@@ -231,8 +231,16 @@ def main(args):
     shapes = SHAPES[:2] if args.quick else SHAPES
     print(f"CTC loss, {args.threads} thread(s), median of {args.repeat}; "
           f"implementations: {', '.join(available)}", flush=True)
-    rows = run_bench(shapes, dtypes, args.threads, args.repeat,
-                     progress=lambda msg: print(f"  measuring {msg} ...", end="\r", flush=True))
-    print(" " * 72, end="\r")
+    # progress overwrites one line on a terminal; captured output gets none of it
+    # (carriage returns would run every message into one long line)
+    interactive = sys.stdout.isatty()
+
+    def progress(msg):
+        if interactive:
+            print(f"  measuring {msg} ...".ljust(72), end="\r", flush=True)
+
+    rows = run_bench(shapes, dtypes, args.threads, args.repeat, progress=progress)
+    if interactive:
+        print(" " * 72, end="\r")
     print(format_table(rows))
     return 0

@@ -65,6 +65,17 @@ def test_ctc_build_batch_rejects_bad_input(targets, options, exc, match):
         lattice.build_batch("ctc", targets, **options)
 
 
+@pytest.mark.parametrize("targets, match", [
+    ([[1], [], [2, 0, 3]], "targets\\[2\\] contains the blank id 0 at position 1"),
+    ([[1], [-2]], "targets\\[1\\] holds a negative"),
+])
+def test_ctc_build_batch_names_the_bad_target_of_int64_arrays(targets, match):
+    # int64 arrays (what lattice.torch passes) are checked all at once; the message
+    # must still name the example and the position
+    with pytest.raises(ValueError, match=match):
+        lattice.build_batch("ctc", [np.array(t, dtype=np.int64) for t in targets])
+
+
 def test_build_batch_without_a_vectorised_builder_loops():
     tg = [[1, 2], [3], [4, 4, 4]]
     assert not hasattr(registry.get_builder("segmentation"), "build_batch")

@@ -1092,6 +1092,14 @@ def test_bad_sequence_inputs(loss):
         loss(lp, torch.tensor([[1, 4], [3, 3]]), il, tl)
     with pytest.raises(ValueError, match="outside"):
         loss(lp, torch.tensor([[1, -1], [3, 3]]), il, tl)
+    with pytest.raises(ValueError, match="example 1 hold class ids outside"):
+        loss(lp, torch.tensor([[1, 2], [3, 9]]), il, tl)
+    with pytest.raises(ValueError, match="example 1 hold class ids outside"):
+        loss(lp, torch.tensor([1, 2, 3, 9]), il, tl)  # concatenated
+    # ids past a target's length are padding: never checked, never read
+    short = torch.tensor([2, 1])
+    assert torch.allclose(loss(lp, torch.tensor([[1, 2], [3, -9]]), il, short),
+                          loss(lp, torch.tensor([[1, 2], [3, 1]]), il, short))
     with pytest.raises(TypeError, match="integer"):
         loss(lp, targets.double(), il, tl)
     with pytest.raises(ValueError, match="sum to"):
