@@ -307,8 +307,8 @@ class GraphBatch:
         # band_arc inverts band_slot; padding arcs write into one extra column
         width = band * self.max_states
         band_arc = np.full((size, width + 1), -1, dtype=np.int32)
-        target = np.where(arc_mask, slot, width)
-        target += np.arange(0, size * (width + 1), width + 1, dtype=target.dtype)[:, None]
+        target = np.where(arc_mask, slot, width).astype(np.intp)
+        target += np.arange(0, size * (width + 1), width + 1, dtype=np.intp)[:, None]
         band_arc.reshape(-1)[target] = np.arange(a_max, dtype=np.int32)
         return band, band_slot, np.ascontiguousarray(band_arc[:, :width])
 

@@ -145,7 +145,7 @@ def ctc_batch(targets, blank=0, between="optional"):
     size = len(arrays)
     k = np.array([a.shape[0] for a in arrays], dtype=np.int64)
     flat = np.concatenate(arrays) if size else np.zeros(0, dtype=np.int64)
-    if flat.size and int(flat.max()) > np.iinfo(np.int32).max:
+    if max(int(flat.max(initial=0)), blank) > np.iinfo(np.int32).max:
         # what Graph (and so ctc) would reject; the int32 arrays would wrap
         raise ValueError("labels holds values outside the int32 range")
     skips = between == "optional"

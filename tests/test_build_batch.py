@@ -169,4 +169,8 @@ def test_ctc_build_batch_rejects_ids_beyond_int32_like_build():
         lattice.build("ctc", [2**31])
     with pytest.raises(ValueError, match="int32"):
         lattice.build_batch("ctc", [[1], [2**31]])
+    with pytest.raises(ValueError, match="int32"):
+        lattice.build("ctc", [1], blank=2**31)
+    with pytest.raises(ValueError, match="int32"):
+        lattice.build_batch("ctc", [[1]], blank=2**31)
     assert lattice.build_batch("ctc", [[2**31 - 1]]).labels.max() == 2**31 - 1
