@@ -8,7 +8,7 @@ Metadata lives in pyproject.toml; this file only knows how to build the extensio
    does, build with ``-fopenmp``, otherwise build a serial extension and say so loudly;
 3. compile with ``-O3`` (never ``-ffast-math``: the kernels rely on IEEE ``-inf``),
    ``-fno-trapping-math`` (the kernels never test floating-point exception flags;
-   without it gcc will not turn the selects of the banded loops into vector blends)
+   without it gcc will not turn the selects of the row functions into vector blends)
    ``-ffp-contract=off`` (no fused multiply-add, so the vectorised and the scalar
    code round identically and both kernel paths give the same bits) and
    ``-fno-wrapv``: CPython's own CFLAGS carry ``-fwrapv``, which setuptools passes
@@ -32,7 +32,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = ["lattice/_core.pyx.tp", "lattice/_banded.h.tp"]
+TEMPLATES = ["lattice/_core.pyx.tp", "lattice/_rows.h.tp"]
 
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -113,7 +113,7 @@ def extensions():
         "lattice._core",
         ["lattice/_core.pyx"],
         include_dirs=["lattice"],
-        depends=["lattice/_vmath.h", "lattice/_banded.h"],
+        depends=["lattice/_vmath.h", "lattice/_rows.h"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

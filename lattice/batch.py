@@ -98,8 +98,10 @@ class GraphBatch:
     band_slot : ndarray of int32, shape (B, A_max), or None
         For a banded batch, the band slot of every arc (padding: -1), the inverse
         of ``band_arc``: ``band_arc[b, band_slot[b, a]] == a``.
-    max_in_degree : int
-        The largest number of arcs entering one state (sizes Viterbi backpointers).
+    max_in_degree, max_out_degree : int
+        The largest number of arcs entering (leaving) one state: they size the
+        Viterbi backpointers and decide whether the general kernels can use their
+        vectorised ELL layout.
 
     Examples
     --------
@@ -313,7 +315,8 @@ class GraphBatch:
         return band, band_slot, np.ascontiguousarray(band_arc[:, :width])
 
     def _index_csr(self):
-        """(in_ptr, in_arc, out_ptr, out_arc, max_in_degree), computed once."""
+        """(in_ptr, in_arc, out_ptr, out_arc, max_in_degree, max_out_degree),
+        computed once."""
         if self._csr is None:
             size = len(self.num_states)
             arc_mask = np.arange(self.max_arcs) < self.num_arcs[:, None]
@@ -329,13 +332,14 @@ class GraphBatch:
             in_ptr, in_arc, in_counts = _batch_csr(
                 example, dst, -src, arc_id, arc_mask, size, self.max_states
             )
-            out_ptr, out_arc, _ = _batch_csr(
+            out_ptr, out_arc, out_counts = _batch_csr(
                 example, src, dst, arc_id, arc_mask, size, self.max_states
             )
             for array in (in_ptr, in_arc, out_ptr, out_arc):
                 array.flags.writeable = False
             self._csr = (in_ptr, in_arc, out_ptr, out_arc,
-                         int(in_counts.max(initial=0)))  # fmt: skip
+                         int(in_counts.max(initial=0)),
+                         int(out_counts.max(initial=0)))  # fmt: skip
         return self._csr
 
     in_ptr = property(lambda self: self._index_csr()[0])
@@ -343,6 +347,7 @@ class GraphBatch:
     out_ptr = property(lambda self: self._index_csr()[2])
     out_arc = property(lambda self: self._index_csr()[3])
     max_in_degree = property(lambda self: self._index_csr()[4])
+    max_out_degree = property(lambda self: self._index_csr()[5])
 
     @property
     def graphs(self):

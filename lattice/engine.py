@@ -27,6 +27,11 @@ _SERIAL_WORK = 50_000
 # use the vectorised banded kernels where they apply (tests switch it off to compare
 # both paths bit for bit)
 _USE_BANDED = True
+# the general kernels run an example's forward (backward) in the vectorised ELL layout
+# of _rows.h when none of its states has more than this many in-arcs (out-arcs), and
+# with the CSR loops otherwise; tests set 0 to compare both bit for bit
+_ELL_MAX_DEGREE = 8
+_ELL_WIDTHS = (1, 2, 3, 4, 6, 8)  # ELL_WIDTHS in _core.pyx.tp
 
 
 class _Problem(NamedTuple):
@@ -179,9 +184,21 @@ def _table_size(p, pad=0):
     return int((p.lengths * (p.batch.num_states.astype(np.int64) + pad)).max(initial=0))
 
 
-# the banded kernels keep this many cells of -inf before every alpha row and after
-# the y row of the backward pass (BAND_PAD in _core.pyx.tp)
+# the banded and ELL kernels keep this many cells of -inf before every alpha row and
+# after the y row of the backward pass (BAND_PAD in _core.pyx.tp); the general
+# kernels lay out their alpha rows the same way
 _BAND_PAD = 2
+
+
+def _ell_cap(gb):
+    """The most ELL slots per state the general kernels' workspaces hold: the batch's
+    largest in- or out-degree rounded up to an ELL width, at most _ELL_MAX_DEGREE
+    (rounded likewise); 0 runs every example with the CSR loops."""
+    if _ELL_MAX_DEGREE < 1 or _ELL_WIDTHS[-1] * gb.max_states >= 2**31:
+        return 0
+    degree = max(gb.max_in_degree, gb.max_out_degree, 1)
+    degree = min(degree, _ELL_MAX_DEGREE, _ELL_WIDTHS[-1])
+    return next(width for width in _ELL_WIDTHS if width >= degree)
 
 
 def _raise_if_nan(scores):
@@ -274,12 +291,14 @@ def forward(
             p.num_threads,
         )  # fmt: skip
     else:
-        scratch = _workspace(p, 2 * gb.max_states, dtype)
+        s_max, a_max, cap = gb.max_states, gb.max_arcs, _ell_cap(gb)
+        scratch = _workspace(p, 2 * (s_max + _BAND_PAD), dtype)
         _kernel(f"forward_{sr.name}_{dtype.name}")(
             p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
             gb.dst, gb.in_ptr, gb.in_arc, _weight_view(p), p.start, p.final, scratch,
-            _workspace(p, gb.max_arcs + 2 * gb.max_states, dtype),
-            _workspace(p, gb.max_states, np.int32), scores, p.num_threads,
+            _workspace(p, max(a_max + 2 * s_max, cap * s_max), dtype),
+            _workspace(p, max(s_max, cap * s_max + a_max), np.int32),
+            _workspace(p, s_max, np.uint8), cap, scores, p.num_threads,
         )  # fmt: skip
     _raise_if_nan(scores)
     return scores
@@ -384,14 +403,16 @@ def forward_backward(
             )  # fmt: skip
             arc_grad[...] = gb._arc_values(grad_band)
         else:
-            alpha = _workspace(p, _table_size(p), dtype)
-            beta = _workspace(p, 2 * gb.max_states, dtype)
+            s_max, a_max, cap = gb.max_states, gb.max_arcs, _ell_cap(gb)
+            alpha = _workspace(p, _table_size(p, _BAND_PAD), dtype)
+            beta = _workspace(p, 2 * s_max, dtype)
+            work = max(a_max + 4 * s_max, 2 * cap * s_max + 2 * s_max + _BAND_PAD)
             _kernel(f"forward_backward_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
                 gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
                 _weight_view(p), p.start, p.final, alpha, beta,
-                _workspace(p, gb.max_arcs + 4 * gb.max_states, dtype),
-                _workspace(p, gb.max_states, np.int32),
+                _workspace(p, work, dtype),
+                _workspace(p, max(s_max, cap * s_max + a_max), np.int32), cap,
                 grad_emissions, grad_weight, grad_start, grad_final,
                 scores, p.num_threads,
             )  # fmt: skip
@@ -511,16 +532,18 @@ def viterbi(
                 seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
             )  # fmt: skip
         else:
-            scratch = _workspace(p, 2 * gb.max_states, dtype)
+            s_max, a_max = gb.max_states, gb.max_arcs
+            scratch = _workspace(p, 2 * (s_max + _BAND_PAD), dtype)
             if gb.max_in_degree <= 255:
-                kind, bp_dtype = "u8", np.uint8
+                kind, bp_dtype, cap = "u8", np.uint8, _ell_cap(gb)
             else:
-                kind, bp_dtype = "i32", np.int32
+                kind, bp_dtype, cap = "i32", np.int32, 0
             backpointers = _workspace(p, _table_size(p), bp_dtype)
             _kernel(f"viterbi_{dtype.name}_{kind}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
                 gb.src, gb.in_ptr, gb.in_arc, _weight_view(p), p.start, p.final,
-                scratch, backpointers, states, labels, arcs,
+                scratch, backpointers, _workspace(p, cap * s_max, dtype),
+                _workspace(p, cap * s_max + a_max, np.int32), cap, states, labels, arcs,
                 seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
             )  # fmt: skip
         _raise_if_nan(scores)

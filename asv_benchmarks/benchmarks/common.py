@@ -60,13 +60,16 @@ def ctc_graphs(targets):
 
 
 def random_graph_like(num_states, num_classes, in_degree, rng):
-    """A general (non-banded) graph of the given size: every state has a self-loop
-    and ``in_degree - 1`` arcs from random earlier or later states."""
-    src = [np.arange(num_states)]
-    dst = [np.arange(num_states)]
-    for _ in range(in_degree - 1):
+    """A general (non-banded) graph of the given size through which complete paths
+    exist: every state has a self-loop, an arc from the previous state and
+    ``in_degree - 2`` arcs from random states anywhere (backward jumps included), so
+    in-degrees are ``in_degree`` and out-degrees vary around it."""
+    states = np.arange(num_states)
+    src = [states, np.maximum(states - 1, 0)[1:]]
+    dst = [states, states[1:]]
+    for _ in range(in_degree - 2):
         src.append(rng.integers(0, num_states, num_states))
-        dst.append(np.arange(num_states))
+        dst.append(states)
     src, dst = np.concatenate(src), np.concatenate(dst)
     start = np.full(num_states, -np.inf)
     start[:2] = 0.0
