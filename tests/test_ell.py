@@ -26,8 +26,9 @@ def _outputs(e, gb, lengths, **weights):
     fb = lattice.forward_backward(e, gb, lengths, **weights)
     out.update({f"fb_{k}": v for k, v in zip(fb._fields, fb)})
     ali = lattice.viterbi(e, gb, lengths, **weights)
-    out.update({f"viterbi_{k}": getattr(ali, k) for k in (
-        "score", "states", "labels", "arcs", "tokens", "starts", "ends", "num_segments")})
+    fields = ("score", "states", "labels", "arcs", "tokens", "starts", "ends",
+              "num_segments")
+    out.update({f"viterbi_{k}": getattr(ali, k) for k in fields})
     return out
 
 
