@@ -5,16 +5,7 @@ import pytest
 
 import lattice
 import lattice.engine
-
-
-def _outputs(e, gb, lengths):
-    out = {f"forward_{sr}": lattice.forward(e, gb, lengths, sr) for sr in ("log", "max")}
-    fb = lattice.forward_backward(e, gb, lengths)
-    out.update({f"fb_{k}": v for k, v in zip(fb._fields, fb)})
-    ali = lattice.viterbi(e, gb, lengths)
-    out.update({f"viterbi_{k}": getattr(ali, k) for k in (
-        "score", "states", "labels", "arcs", "tokens", "starts", "ends", "num_segments")})
-    return out
+from outputs import all_outputs, assert_same_bits
 
 
 def _banded_batch(rng, size, classes, width):
@@ -59,13 +50,11 @@ def test_banded_equals_general_bit_for_bit(dtype, width, seed, monkeypatch):
     e = np.log(rng.dirichlet(np.ones(classes), size=(12, frames))).astype(dtype)
     e[rng.random(e.shape) < 0.05] = -np.inf
     lengths = rng.integers(0, frames + 1, size=12)
-    fast = _outputs(e, gb, lengths)
+    fast = all_outputs(e, gb, lengths)
     monkeypatch.setattr(lattice.engine, "_USE_BANDED", False)
-    slow = _outputs(e, gb, lengths)
+    slow = all_outputs(e, gb, lengths)
     assert np.isfinite(fast["forward_log"]).sum() >= 3
-    for name, value in fast.items():
-        assert value.dtype == slow[name].dtype, name
-        assert value.tobytes() == slow[name].tobytes(), name
+    assert_same_bits(slow, fast)
 
 
 def test_band_detection():

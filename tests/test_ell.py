@@ -15,30 +15,14 @@ from hypothesis import strategies as st
 
 import lattice
 import lattice.engine
+from outputs import all_outputs, assert_same_bits
 from strategies import examples, graphs
-
-
-def _outputs(e, gb, lengths, **weights):
-    out = {
-        f"forward_{sr}": lattice.forward(e, gb, lengths, sr, **weights)
-        for sr in ("log", "max")
-    }
-    fb = lattice.forward_backward(e, gb, lengths, **weights)
-    out.update({f"fb_{k}": v for k, v in zip(fb._fields, fb)})
-    ali = lattice.viterbi(e, gb, lengths, **weights)
-    fields = ("score", "states", "labels", "arcs", "tokens", "starts", "ends",
-              "num_segments")
-    out.update({f"viterbi_{k}": getattr(ali, k) for k in fields})
-    return out
 
 
 def _assert_same_bits(run, monkeypatch):
     ell = run()
     monkeypatch.setattr(lattice.engine, "_ELL_MAX_DEGREE", 0)
-    csr = run()
-    for name, value in ell.items():
-        assert value.dtype == csr[name].dtype, name
-        assert value.tobytes() == csr[name].tobytes(), name
+    assert_same_bits(run(), ell)
     return ell
 
 
@@ -87,7 +71,7 @@ def test_ell_equals_csr_at_every_width(dtype, degree, monkeypatch):
     gb, e, lengths = _problem(rng, [degree] * 8, dtype)
     assert gb.band is None or degree <= 2
     monkeypatch.setattr(lattice.engine, "_USE_BANDED", False)
-    out = _assert_same_bits(lambda: _outputs(e, gb, lengths), monkeypatch)
+    out = _assert_same_bits(lambda: all_outputs(e, gb, lengths), monkeypatch)
     assert np.isfinite(out["forward_log"]).sum() >= 2
 
 
@@ -104,7 +88,7 @@ def test_batch_mixing_ell_and_csr_examples(dtype, seed, monkeypatch):
                        + [star])
     e, lengths = _emissions(rng, len(gb), dtype)
     assert gb.max_in_degree > 8 and gb.max_out_degree > 8
-    _assert_same_bits(lambda: _outputs(e, gb, lengths), monkeypatch)
+    _assert_same_bits(lambda: all_outputs(e, gb, lengths), monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -114,11 +98,11 @@ def test_ell_equals_csr_with_time_dependent_weights(dtype, degree, monkeypatch):
     gb, e, lengths = _problem(rng, [degree] * 6, dtype)
     weights = rng.normal(size=(len(gb), e.shape[1], gb.max_arcs))
     weights[rng.random(weights.shape) < 0.1] = -np.inf
-    out = _assert_same_bits(lambda: _outputs(e, gb, lengths, arc_weights=weights),
+    out = _assert_same_bits(lambda: all_outputs(e, gb, lengths, arc_weights=weights),
                             monkeypatch)
     assert out["fb_arc_grad"].shape == weights.shape
     # and with time-independent overrides
-    _assert_same_bits(lambda: _outputs(e, gb, lengths, arc_weights=weights[:, 0]),
+    _assert_same_bits(lambda: all_outputs(e, gb, lengths, arc_weights=weights[:, 0]),
                       monkeypatch)
 
 
@@ -134,13 +118,12 @@ def test_ell_equals_csr_on_any_small_graph(graph_list, seed):
     saved = lattice.engine._ELL_MAX_DEGREE, lattice.engine._USE_BANDED
     try:
         lattice.engine._USE_BANDED = False
-        ell = _outputs(e, gb, lengths)
+        ell = all_outputs(e, gb, lengths)
         lattice.engine._ELL_MAX_DEGREE = 0
-        csr = _outputs(e, gb, lengths)
+        csr = all_outputs(e, gb, lengths)
     finally:
         lattice.engine._ELL_MAX_DEGREE, lattice.engine._USE_BANDED = saved
-    for name, value in ell.items():
-        assert value.tobytes() == csr[name].tobytes(), name
+    assert_same_bits(csr, ell)
 
 
 @pytest.mark.parametrize("cap", [8, 0])

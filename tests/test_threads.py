@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lattice
+from outputs import all_outputs, assert_same_bits
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +32,7 @@ def test_small_batches_run_serially_and_agree(monkeypatch):
     parallel = _run_all(e, lattice.batch(gs), lens, arc_t)
     monkeypatch.setattr(lattice.engine, "_SERIAL_WORK", 10**12)
     serial = _run_all(e, lattice.batch(gs), lens, arc_t)
-    for name, value in parallel.items():
-        assert serial[name].tobytes() == value.tobytes(), name
+    assert_same_bits(serial, parallel)
 
 
 def _random_graph(rng, num_states, num_arcs, num_classes):
@@ -79,19 +79,10 @@ def _batch(seed=0):
 
 
 def _run_all(e, gb, lens, arc_t):
-    out = {}
-    for sr in ("log", "max"):
-        out[f"forward_{sr}"] = lattice.forward(e, gb, lens, sr)
-    fb = lattice.forward_backward(e, gb, lens)
-    for name, value in zip(fb._fields, fb):
-        out[f"fb_{name}"] = value
+    out = all_outputs(e, gb, lens)
     fbt = lattice.forward_backward(e, gb, lens, arc_weights=arc_t)
     out["fb_time_arc_grad"] = fbt.arc_grad
     out["fb_time_emission_grad"] = fbt.emission_grad
-    ali = lattice.viterbi(e, gb, lens)
-    for name in ("score", "states", "labels", "arcs", "tokens", "starts", "ends",
-                 "num_segments"):
-        out[f"viterbi_{name}"] = getattr(ali, name)
     return out
 
 
@@ -123,8 +114,7 @@ def test_repeated_parallel_calls_are_deterministic():
     first = _run_all(e, gb, lens, arc_t)
     for _ in range(3):
         again = _run_all(e, gb, lens, arc_t)
-        for name, value in first.items():
-            assert again[name].tobytes() == value.tobytes(), name
+        assert_same_bits(again, first)
 
 
 @pytest.mark.parametrize("bad", [0, -1, -100])
@@ -292,5 +282,4 @@ def test_concurrent_calls_from_python_threads_agree():
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: _run_all(e, gb, lens, arc_t), range(8)))
     for result in results:
-        for name, value in expected.items():
-            assert result[name].tobytes() == value.tobytes(), name
+        assert_same_bits(result, expected)
