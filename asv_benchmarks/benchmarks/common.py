@@ -65,7 +65,7 @@ def random_graph_like(num_states, num_classes, in_degree, rng):
     ``in_degree - 2`` arcs from random states anywhere (backward jumps included), so
     in-degrees are ``in_degree`` and out-degrees vary around it."""
     states = np.arange(num_states)
-    src = [states, np.maximum(states - 1, 0)[1:]]
+    src = [states, states[:-1]]
     dst = [states, states[1:]]
     for _ in range(in_degree - 2):
         src.append(rng.integers(0, num_states, num_states))
