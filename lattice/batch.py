@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._frozen import freeze
 from .graph import _INT32_MAX, Graph
 
 __all__ = ["GraphBatch", "batch"]
@@ -262,27 +263,26 @@ class GraphBatch:
         Everything is computed on the whole batch at once: the batch is rebuilt for
         every training step, so there is no Python loop per graph.
         """
-        self.num_states, self.num_arcs = num_states, num_arcs
         size = len(num_states)
         s_max = int(num_states.max(initial=0))
         a_max = int(num_arcs.max(initial=0))
         self.max_states, self.max_arcs = s_max, a_max
+        # every array is frozen (see _frozen.py): the kernels trust max_label, the
+        # arc ends and the band and CSR indexes, so none may change once validated
+        self.num_states, self.num_arcs = freeze(num_states), freeze(num_arcs)
         for name, value in padded.items():
-            setattr(self, name, value)
+            setattr(self, name, freeze(value))
         self._csr = None
         if band is None:
             band = self._band_layout()
         if band is not None:
-            self.band, self.band_slot, self.band_arc = band
+            self.band = band[0]
+            self.band_slot, self.band_arc = freeze(band[1]), freeze(band[2])
         else:
             self.band = None
             self.band_arc = None
             self.band_slot = None
         self.max_label = int(self.labels.max(initial=-1)) if s_max else -1
-        for value in vars(self).values():
-            for array in value if isinstance(value, tuple) else (value,):
-                if isinstance(array, np.ndarray):
-                    array.flags.writeable = False
         self._cast_cache = {}
 
     def _band_layout(self):
@@ -335,8 +335,7 @@ class GraphBatch:
             out_ptr, out_arc, out_counts = _batch_csr(
                 example, src, dst, arc_id, arc_mask, size, self.max_states
             )
-            for array in (in_ptr, in_arc, out_ptr, out_arc):
-                array.flags.writeable = False
+            in_ptr, in_arc, out_ptr, out_arc = map(freeze, (in_ptr, in_arc, out_ptr, out_arc))
             self._csr = (in_ptr, in_arc, out_ptr, out_arc,
                          int(in_counts.max(initial=0)),
                          int(out_counts.max(initial=0)))  # fmt: skip
@@ -374,12 +373,7 @@ class GraphBatch:
         dtype = np.dtype(dtype)
         cached = self._cast_cache.get(dtype)
         if cached is None:
-            cached = tuple(
-                np.ascontiguousarray(a, dtype=dtype)
-                for a in (self.weight, self.start, self.final)
-            )
-            for a in cached:
-                a.flags.writeable = False
+            cached = tuple(freeze(a, dtype) for a in (self.weight, self.start, self.final))
             self._cast_cache[dtype] = cached
         return cached
 
@@ -398,8 +392,7 @@ class GraphBatch:
         dtype = np.dtype(dtype)
         cached = self._cast_cache.get(("band", dtype))
         if cached is None:
-            cached = self._band_table(self.weights_as(dtype)[0], -np.inf)
-            cached.flags.writeable = False
+            cached = freeze(self._band_table(self.weights_as(dtype)[0], -np.inf))
             self._cast_cache[("band", dtype)] = cached
         return cached
 

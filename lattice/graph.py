@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ._frozen import freeze
+
 __all__ = ["Graph", "GraphBuilder"]
 
 _INT32_MAX = np.iinfo(np.int32).max
@@ -40,9 +42,7 @@ def _as_index_array(name, values, length=None):
         raise ValueError(f"{name} must have length {length}, got {arr.shape[0]}")
     if arr.size and (arr.max() > _INT32_MAX or arr.min() < -_INT32_MAX):
         raise ValueError(f"{name} holds values outside the int32 range")
-    out = arr.astype(np.int32, copy=True)
-    out.flags.writeable = False
-    return out
+    return freeze(arr, np.int32)
 
 
 def _as_weight_array(name, values, length):
@@ -58,12 +58,11 @@ def _as_weight_array(name, values, length):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.shape[0] != length:
         raise ValueError(f"{name} must have length {length}, got {arr.shape[0]}")
-    out = arr.astype(np.float64, copy=True)
+    out = freeze(arr, np.float64)
     if np.isnan(out).any():
         raise ValueError(f"{name} contains NaN")
     if np.isposinf(out).any():
         raise ValueError(f"{name} contains +inf (log-weights may be -inf, never +inf)")
-    out.flags.writeable = False
     return out
 
 
@@ -166,15 +165,11 @@ class Graph:
         graph = object.__new__(cls)
         for name, value in (("labels", labels), ("src", src), ("dst", dst),
                             ("tokens", tokens)):
-            arr = value.astype(np.int32)
-            arr.flags.writeable = False
-            object.__setattr__(graph, name, arr)
+            object.__setattr__(graph, name, freeze(value, np.int32))
         for name, value in (("weight", weight), ("start", start), ("final", final)):
             if value.size and not value.max() < np.inf:
                 raise ValueError(f"{name} contains NaN or +inf (a log-weight overflowed)")
-            arr = np.array(value, dtype=np.float64)
-            arr.flags.writeable = False
-            object.__setattr__(graph, name, arr)
+            object.__setattr__(graph, name, freeze(value, np.float64))
         return graph
 
     def __setattr__(self, name, value):
