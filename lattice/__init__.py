@@ -17,7 +17,13 @@ except ImportError as exc:  # pragma: no cover - depends on how lattice was inst
     ) from exc
 
 from . import compose, decode, registry, weights
-from ._threads import get_num_threads, num_threads, openmp_enabled, set_num_threads
+from ._threads import (
+    get_num_threads,
+    max_threads,
+    num_threads,
+    openmp_enabled,
+    set_num_threads,
+)
 from .batch import GraphBatch, batch
 from .engine import Alignment, ForwardBackward, forward, forward_backward, viterbi
 from .graph import Graph, GraphBuilder
@@ -43,6 +49,7 @@ __all__ = [
     "forward",
     "forward_backward",
     "get_num_threads",
+    "max_threads",
     "num_threads",
     "openmp_enabled",
     "register",

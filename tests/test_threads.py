@@ -283,3 +283,89 @@ def test_concurrent_calls_from_python_threads_agree():
         results = list(pool.map(lambda _: _run_all(e, gb, lens, arc_t), range(8)))
     for result in results:
         assert_same_bits(result, expected)
+
+
+# --------------------------------------------------------------------------------
+# a thread count the system cannot meet is an exception, never a dead process
+# --------------------------------------------------------------------------------
+
+
+def test_set_num_threads_refuses_more_than_max_threads():
+    cap = lattice.max_threads()
+    assert cap >= 16 and cap >= 4 * len(os.sched_getaffinity(0))
+    lattice.set_num_threads(cap)
+    assert lattice.get_num_threads() == (cap if lattice.openmp_enabled() else 1)
+    for bad in (cap + 1, 2000):
+        with pytest.raises(ValueError, match=rf"at most lattice.max_threads\(\) = {cap}"):
+            lattice.set_num_threads(bad)
+    assert lattice.get_num_threads() == (cap if lattice.openmp_enabled() else 1)
+
+
+def test_omp_num_threads_beyond_the_cap_is_capped(tmp_path):
+    if not lattice.openmp_enabled():
+        pytest.skip("this build has no OpenMP")
+    code = "import lattice; print(lattice.get_num_threads(), lattice.max_threads())"
+    env = dict(os.environ, OMP_NUM_THREADS="2000")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                         capture_output=True, text=True, cwd=tmp_path)
+    used, cap = map(int, out.stdout.split())
+    assert used == cap
+
+
+_LIMITED_CHILD = """
+import numpy as np, lattice
+lattice.set_num_threads(16)
+gb = lattice.build_batch("ctc", [[1, 2, 3]] * 64)
+try:
+    lattice.forward(np.zeros((64, 200, 5)), gb)
+except RuntimeError as exc:
+    print("refused:", exc)
+else:
+    print("ran")
+lattice.set_num_threads(1)
+print(float(lattice.forward(np.zeros((64, 200, 5)), gb)[0]))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="resource limits as on Linux")
+def test_threads_the_system_refuses_raise_instead_of_aborting(tmp_path):
+    """Under a memory limit the OpenMP runtime could not create 16 threads (with
+    256 MiB stacks) and ended the process ("libgomp: Thread creation failed"); now
+    the team is tried first and the call raises RuntimeError; one thread works."""
+    if not lattice.openmp_enabled():
+        pytest.skip("this build has no OpenMP")
+    import resource
+
+    def limits():
+        resource.setrlimit(resource.RLIMIT_STACK, (256 << 20, 256 << 20))
+        resource.setrlimit(resource.RLIMIT_AS, (2000 << 20, 2000 << 20))
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env.pop("OMP_STACKSIZE", None)
+    env.pop("GOMP_STACKSIZE", None)
+    done = subprocess.run([sys.executable, "-c", _LIMITED_CHILD], env=env, cwd=tmp_path,
+                          preexec_fn=limits, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("refused: the system cannot start 16 threads"), lines
+    assert float(lines[1]) > 0
+
+
+def test_check_team_remembers_what_the_system_met():
+    from lattice import _threads
+
+    assert _threads.check_team(1) == 1
+    assert _threads.check_team(3) == 3
+    assert _threads.check_team(2) == 2  # below a team already started: no new try
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("", 0), ("64M", 64 << 20), ("512k", 512 << 10), ("4096", 4096 << 10),
+    ("1G", 1 << 30), ("junk", 0), ("16B", 0),
+])
+def test_openmp_stack_size_is_read_like_the_runtime(monkeypatch, value, expected):
+    from lattice import _threads
+
+    monkeypatch.delenv("GOMP_STACKSIZE", raising=False)
+    monkeypatch.setenv("OMP_STACKSIZE", value)
+    assert _threads._stack_size() == expected
