@@ -36,6 +36,13 @@ def _check_sizes(name, values, size=None):
     return arr.astype(np.int32)
 
 
+def _band_fits(band, max_states):
+    """Whether the banded kernels can index a band table of ``band * max_states +
+    band - 1`` entries (slot ``d * S + s``) with C ints; a batch whose table they
+    cannot index runs on the general kernels instead."""
+    return band * max_states + band - 1 <= _INT32_MAX
+
+
 def _batch_csr(example, ends, key, arc_id, arc_mask, size, s_max):
     """CSR row pointers (B, S_max + 1) and arc ids (B, A_max) of the arcs grouped by
     ``ends``, ordered within a state by ``key`` (a state id, or minus one) then arc
@@ -275,6 +282,10 @@ class GraphBatch:
         self._csr = None
         if band is None:
             band = self._band_layout()
+        if band is not None and not _band_fits(band[0], s_max):
+            # the banded kernels index the band table (d * S + s) with C ints: a
+            # batch this large runs on the general kernels instead
+            band = None
         if band is not None:
             self.band = band[0]
             self.band_slot, self.band_arc = freeze(band[1]), freeze(band[2])
@@ -298,13 +309,15 @@ class GraphBatch:
         offset = self.dst - self.src
         if not size or not np.all((offset >= 0) & (offset < MAX_BAND) | ~arc_mask):
             return None
-        slot = offset * self.num_states[:, None] + self.dst
+        slot = offset.astype(np.int64) * self.num_states[:, None] + self.dst
         if a_max:
             example = np.arange(size, dtype=np.int64)[:, None]
             pair = (example * (MAX_BAND * self.max_states) + slot)[arc_mask]
             if np.bincount(pair).max() > 1:
                 return None
         band = max(2, int(offset[arc_mask].max(initial=0)) + 1)
+        if not _band_fits(band, self.max_states):
+            return None
         band_slot = np.where(arc_mask, slot, -1).astype(np.int32)
         # band_arc inverts band_slot; padding arcs write into one extra column
         width = band * self.max_states

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import _core
-from ._threads import get_num_threads
+from ._threads import check_team, get_num_threads
 from .batch import GraphBatch, batch
 from .graph import Graph
 from .semiring import get_semiring
@@ -22,6 +22,9 @@ from .semiring import get_semiring
 __all__ = ["forward", "forward_backward", "viterbi", "Alignment", "ForwardBackward"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# the kernels index frames, classes, states, arcs and every workspace row with C ints
+# (only the stored alpha table and the backpointers are indexed in int64)
+_INT32_MAX = int(np.iinfo(np.int32).max)
 # below this many (frame x (state + arc)) steps a batch runs on the calling thread
 _SERIAL_WORK = 50_000
 # use the vectorised banded kernels where they apply (tests switch it off to compare
@@ -64,7 +67,20 @@ def _check_emissions(emissions):
         raise ValueError(
             f"emissions must have shape (batch, frames, classes), got {emissions.shape}"
         )
-    if emissions.strides[2] != emissions.itemsize or emissions.shape[2] == 0:
+    # checked before any copy: a zero-stride view of 2**32 frames costs no memory,
+    # and a frame count beyond int32 would wrap in the kernels (a silent wrong score)
+    for axis, what in ((1, "frames"), (2, "classes")):
+        if emissions.shape[axis] > _INT32_MAX:
+            raise ValueError(
+                f"emissions has {emissions.shape[axis]} {what} (axis {axis} of shape "
+                f"{emissions.shape}); the kernels index {what} with int32, so at most "
+                f"{_INT32_MAX}"
+            )
+    # the kernels need a unit stride over classes (a single class has none to speak
+    # of: a zero-stride broadcast of one class is read as it is, not copied)
+    if emissions.shape[2] == 0 or (
+        emissions.shape[2] > 1 and emissions.strides[2] != emissions.itemsize
+    ):
         emissions = np.ascontiguousarray(emissions)
     return emissions
 
@@ -148,6 +164,7 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
         # waking a thread team costs more than it saves on tiny batches, and idle
         # OpenMP workers spinning on an oversubscribed machine slow everyone down
         num_threads = 1
+    check_team(num_threads)
     return _Problem(
         emissions, gb, lengths, order, weight, time_dependent, band_weight, start,
         final, num_threads,
@@ -173,9 +190,23 @@ def _kernel(name):
     return getattr(_core, name)
 
 
-def _workspace(p, per_thread, dtype):
-    """A kernel workspace: one row of ``per_thread`` values for each thread."""
-    return np.empty((p.num_threads, max(int(per_thread), 1)), dtype=dtype)
+def _workspace(p, per_thread, dtype, int64_indexed=False):
+    """A kernel workspace: one row of ``per_thread`` values for each thread.
+
+    The kernels index a workspace row with C ints, except the stored alpha table and
+    the backpointers (``int64_indexed``): a row that int32 cannot index is refused
+    here, before anything is allocated, instead of overflowing in the kernel.
+    """
+    per_thread = max(int(per_thread), 1)
+    if not int64_indexed and per_thread > _INT32_MAX:
+        gb = p.batch
+        raise ValueError(
+            f"these graphs are too large for the kernels: the largest has "
+            f"{gb.max_states} states and {gb.max_arcs} arcs, and a workspace of "
+            f"{per_thread} values would have to be indexed with int32 (at most "
+            f"{_INT32_MAX}); split the graphs"
+        )
+    return np.empty((p.num_threads, per_thread), dtype=dtype)
 
 
 def _table_size(p, pad=0):
@@ -194,25 +225,62 @@ def _ell_cap(gb):
     """The most ELL slots per state the general kernels' workspaces hold: the batch's
     largest in- or out-degree rounded up to an ELL width, at most _ELL_MAX_DEGREE
     (rounded likewise); 0 runs every example with the CSR loops."""
-    if _ELL_MAX_DEGREE < 1 or _ELL_WIDTHS[-1] * gb.max_states >= 2**31:
+    if _ELL_MAX_DEGREE < 1:
         return 0
     degree = max(gb.max_in_degree, gb.max_out_degree, 1)
     degree = min(degree, _ELL_MAX_DEGREE, _ELL_WIDTHS[-1])
-    return next(width for width in _ELL_WIDTHS if width >= degree)
+    cap = next(width for width in _ELL_WIDTHS if width >= degree)
+    # the largest ELL workspace row (the backward's, _workspace) must be int32-indexable
+    s_max, a_max = gb.max_states, gb.max_arcs
+    if max(2 * cap * s_max + 2 * s_max + _BAND_PAD, cap * s_max + a_max) > _INT32_MAX:
+        return 0
+    return cap
 
 
-def _raise_if_nan(scores):
-    # weights are validated (no NaN, no +inf), so a NaN or +inf score can only come
-    # from NaN or +inf emissions; the kernels propagate NaN instead of skipping it
+def _raise_if_nan(scores, p):
+    """Refuse NaN and +inf scores, saying whether the inputs held NaN / +inf or
+    finite inputs overflowed the dtype.
+
+    Weights are validated (no NaN, no +inf), so a NaN or +inf score comes either
+    from NaN / +inf emissions at a (frame, class) the graph reads (the kernels
+    propagate NaN instead of skipping it), or from finite scores whose sum exceeds
+    the dtype's range (+inf, or NaN from inf - inf inside a logsumexp).
+    """
     total = np.add.reduce(scores)
     if not (np.isnan(total) or total == np.inf):
         return  # the sum is NaN or +inf if any score is: the common case costs one sum
     bad = np.flatnonzero(np.isnan(scores) | np.isposinf(scores))
-    if bad.size:
+    if not bad.size:
+        return
+    gb, emissions = p.batch, p.emissions
+    for b in bad[:1].tolist():  # describe the first bad example, list the others
+        columns = np.unique(gb.labels[b, : gb.num_states[b]])
+        used = emissions[b, : p.lengths[b]][:, columns]
+        nan, posinf = np.isnan(used), np.isposinf(used)
+        examples = bad[:10].tolist()
+        if nan.any() or posinf.any():
+            t, k = np.argwhere(nan | posinf)[0]
+            value = "NaN" if nan[t, k] else "+inf"
+            column = int(columns[k])
+            raise FloatingPointError(
+                f"the score of example(s) {examples} is NaN or +inf: emissions contain "
+                f"NaN or +inf at frames and classes these graphs use (example {b} "
+                f"holds {value} at frame {int(t)}, class {column})"
+            )
+        info = np.finfo(emissions.dtype)
+        finite = used[np.isfinite(used)]
+        largest = float(np.abs(finite).max(initial=0.0))
+        weights = float(max(
+            np.abs(w[b][np.isfinite(w[b])]).max(initial=0.0)
+            for w in (p.weight, p.start, p.final)
+        ))  # fmt: skip
         raise FloatingPointError(
-            "the score of example(s) "
-            f"{bad[:10].tolist()} is NaN or +inf: emissions contain NaN or +inf at "
-            "frames and classes these graphs use"
+            f"the score of example(s) {examples} overflowed {emissions.dtype.name}: "
+            f"the inputs are finite, but a sum of them exceeds the largest "
+            f"{emissions.dtype.name} ({float(info.max):.3g}); example {b} has "
+            f"emissions up to {largest:.3g} and log-weights up to {weights:.3g} in "
+            "magnitude. Rescale the scores"
+            + (" or compute in float64" if emissions.dtype == np.float32 else "")
         )
 
 
@@ -300,7 +368,7 @@ def forward(
             _workspace(p, max(s_max, cap * s_max + a_max), np.int32),
             _workspace(p, s_max, np.uint8), cap, scores, p.num_threads,
         )  # fmt: skip
-    _raise_if_nan(scores)
+    _raise_if_nan(scores, p)
     return scores
 
 
@@ -392,7 +460,7 @@ def forward_backward(
         )
     if size:
         if p.band_weight is not None:
-            alpha = _workspace(p, _table_size(p, _BAND_PAD), dtype)
+            alpha = _workspace(p, _table_size(p, _BAND_PAD), dtype, int64_indexed=True)
             scratch = _workspace(p, 4 * gb.max_states + _BAND_PAD, dtype)
             grad_band = np.zeros_like(p.band_weight)
             _kernel(f"forward_backward_banded_{dtype.name}")(
@@ -404,7 +472,7 @@ def forward_backward(
             arc_grad[...] = gb._arc_values(grad_band)
         else:
             s_max, a_max, cap = gb.max_states, gb.max_arcs, _ell_cap(gb)
-            alpha = _workspace(p, _table_size(p, _BAND_PAD), dtype)
+            alpha = _workspace(p, _table_size(p, _BAND_PAD), dtype, int64_indexed=True)
             beta = _workspace(p, 2 * s_max, dtype)
             work = max(a_max + 4 * s_max, 2 * cap * s_max + 2 * s_max + _BAND_PAD)
             _kernel(f"forward_backward_{dtype.name}")(
@@ -416,7 +484,7 @@ def forward_backward(
                 grad_emissions, grad_weight, grad_start, grad_final,
                 scores, p.num_threads,
             )  # fmt: skip
-        _raise_if_nan(scores)
+        _raise_if_nan(scores, p)
     return ForwardBackward(scores, grad_emissions, arc_grad, grad_start, grad_final)
 
 
@@ -524,7 +592,7 @@ def viterbi(
     if size and frames:
         if p.band_weight is not None:
             scratch = _workspace(p, 2 * (gb.max_states + _BAND_PAD), dtype)
-            backpointers = _workspace(p, _table_size(p), np.uint8)
+            backpointers = _workspace(p, _table_size(p), np.uint8, int64_indexed=True)
             _kernel(f"viterbi_banded_{dtype.name}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
                 gb.band, gb.band_arc, p.band_weight, p.start, p.final,
@@ -538,7 +606,7 @@ def viterbi(
                 kind, bp_dtype, cap = "u8", np.uint8, _ell_cap(gb)
             else:
                 kind, bp_dtype, cap = "i32", np.int32, 0
-            backpointers = _workspace(p, _table_size(p), bp_dtype)
+            backpointers = _workspace(p, _table_size(p), bp_dtype, int64_indexed=True)
             _kernel(f"viterbi_{dtype.name}_{kind}")(
                 p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
                 gb.src, gb.in_ptr, gb.in_arc, _weight_view(p), p.start, p.final,
@@ -546,7 +614,7 @@ def viterbi(
                 _workspace(p, cap * s_max + a_max, np.int32), cap, states, labels, arcs,
                 seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
             )  # fmt: skip
-        _raise_if_nan(scores)
+        _raise_if_nan(scores, p)
     k = int(num_segments.max(initial=0))
     return Alignment(
         score=scores,

@@ -434,3 +434,104 @@ def test_zero_classes(fn):
     assert np.isneginf(s).all()
     with pytest.raises(ValueError, match="label"):
         fn(np.zeros((1, 3, 0)), [lattice.build("ctc", [])])
+
+
+# --------------------------------------------------------------------------------
+# sizes beyond int32: refused before anything is allocated, never wrapped
+# --------------------------------------------------------------------------------
+
+ONE_STATE = lattice.Graph([0], [0], [0], None, [0.0], [0.0])  # one state, a self-loop
+
+
+@pytest.mark.parametrize("frames", [2**31, 2**31 + 5, 2**32 + 3])
+def test_frames_beyond_int32_are_refused(fn, frames):
+    """A zero-stride view of 2**32 + 3 frames costs no memory; it used to score -3
+    (the frame count wrapped in the kernels) instead of -4294967299."""
+    e = np.broadcast_to(np.full((1, 1, 2), -1.0), (1, frames, 2))
+    with pytest.raises(ValueError, match=rf"{frames} frames.*int32.*2147483647"):
+        fn(e, [ONE_STATE])
+
+
+def test_frames_beyond_int32_are_refused_through_torch():
+    torch = pytest.importorskip("torch")
+    from lattice.torch import lattice_score
+
+    e = torch.full((1, 1, 2), -1.0, dtype=torch.float64).expand(1, 2**32 + 3, 2)
+    with pytest.raises(ValueError, match=r"4294967299 frames.*int32"):
+        lattice_score(e, [ONE_STATE])
+
+
+def test_classes_beyond_int32_are_refused(fn):
+    e = np.broadcast_to(np.zeros((1, 1, 1)), (1, 2, 2**31))
+    with pytest.raises(ValueError, match=r"2147483648 classes.*int32"):
+        fn(e, [ONE_STATE])
+
+
+def test_frames_at_the_limit_are_not_refused_by_the_size_check():
+    # the check refuses only what int32 cannot hold: lengths shorter than T are used
+    e = np.broadcast_to(np.full((1, 1, 1), -1.0), (1, 2**31 - 1, 1))
+    assert lattice.forward(e, [ONE_STATE], lengths=[3])[0] == -3.0
+
+
+def test_workspaces_beyond_int32_are_refused_before_allocating():
+    """The kernels index workspace rows with C ints: a row int32 cannot index is a
+    clear ValueError, not a wrapped offset (the stored alpha table and the
+    backpointers are int64-indexed and exempt)."""
+    from lattice import engine
+
+    gb = lattice.batch([lattice.build("ctc", [1])])
+    p = engine._problem(np.zeros((1, 3, 2)), gb, None, None, None, None)
+    with pytest.raises(ValueError, match=r"too large.*int32"):
+        engine._workspace(p, 2**31, np.float32)
+    assert engine._workspace(p, 2**31 - 1, np.uint8).shape == (1, 2**31 - 1)
+    assert engine._workspace(p, 5, np.float32, int64_indexed=True).shape == (1, 5)
+
+
+def test_ell_layout_is_off_when_its_workspace_would_not_fit_int32():
+    from lattice import engine
+
+    class Big:  # what _ell_cap reads of a batch
+        max_in_degree = max_out_degree = 3
+        max_arcs = 10
+
+        def __init__(self, max_states):
+            self.max_states = max_states
+
+    assert engine._ell_cap(Big(1000)) == 3
+    limit = (2**31 - 1 - 2) // (2 * 3 + 2)  # 2 K S + 2 S + BAND_PAD <= INT32_MAX
+    assert engine._ell_cap(Big(limit)) == 3
+    assert engine._ell_cap(Big(limit + 1)) == 0
+
+
+def test_band_tables_beyond_int32_are_not_banded():
+    """A band table of D * S_max + D - 1 entries is indexed with C ints in the banded
+    kernels; a batch whose table int32 cannot index runs on the general ones."""
+    from lattice.batch import _band_fits
+
+    limit = (2**31 - 1 - 2) // 3  # 3 S + 2 <= INT32_MAX
+    assert _band_fits(3, limit) and not _band_fits(3, limit + 1)
+    assert _band_fits(2, (2**31 - 2) // 2) and not _band_fits(2, (2**31 - 2) // 2 + 1)
+
+
+# --------------------------------------------------------------------------------
+# scores that overflow: the message says what happened
+# --------------------------------------------------------------------------------
+
+
+def test_overflow_of_finite_float32_emissions_is_named(fn):
+    e = np.full((1, 5, 3), 3e38, dtype=np.float32)
+    with pytest.raises(FloatingPointError, match=r"overflowed float32.*finite.*float64"):
+        fn(e, [lattice.build("ctc", [1, 2])])
+
+
+def test_overflow_of_a_finite_arc_weight_is_named(fn):
+    g = lattice.build("ctc", [1, 2])
+    with pytest.raises(FloatingPointError, match=r"overflowed float64.*log-weights up to 1e\+308"):
+        fn(np.zeros((1, 5, 3)), [g], arc_weights=np.full((1, g.num_arcs), 1e308))
+
+
+def test_nan_message_names_the_frame_and_class(fn):
+    e = np.zeros((1, 5, 3))
+    e[0, 2, 1] = np.nan
+    with pytest.raises(FloatingPointError, match=r"NaN at frame 2, class 1"):
+        fn(e, [lattice.build("segmentation", [1, 2])])
