@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._checks import INT32_MAX, check_integer_dtype, first_outside
 from ._frozen import freeze
 from .graph import _INT32_MAX, Graph
 
@@ -29,10 +30,13 @@ def _check_sizes(name, values, size=None):
     if arr.ndim != 1 or (size is not None and arr.shape[0] != size):
         want = "(B,)" if size is None else f"({size},)"
         raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 0 or arr.max() > _INT32_MAX):
-        raise ValueError(f"{name} must lie in [0, {_INT32_MAX}]")
+    if arr.size:
+        check_integer_dtype(name, arr)
+    bad = first_outside(arr, 0, INT32_MAX)
+    if bad is not None:
+        raise ValueError(
+            f"{name} must lie in [0, {INT32_MAX}], got {bad[1]} (example {bad[0]})"
+        )
     return arr.astype(np.int32)
 
 
@@ -139,7 +143,7 @@ class GraphBatch:
                 out[mask] = np.concatenate([getattr(g, name) for g in graphs])
             return out
 
-        self._graphs = graphs
+        self._set(_graphs=graphs)
         self._index(
             num_states, num_arcs,
             labels=padded("labels", state_mask, 0, np.int32),
@@ -205,10 +209,8 @@ class GraphBatch:
                     f"{name} must have shape ({size}, >= {mask.shape[1]}), got {arr.shape}"
                 )
             arr = arr[:, : mask.shape[1]]
-            numeric = np.issubdtype(arr.dtype, np.integer) or (
-                kind == "weight" and np.issubdtype(arr.dtype, np.floating)
-            )
-            if arr.size and (arr.dtype == np.bool_ or not numeric):
+            # numpy kinds: timedelta64 ("m") counts among numpy's integers, not here
+            if arr.size and arr.dtype.kind not in ("iu" if kind == "index" else "iuf"):
                 what = "integers" if kind == "index" else "real numbers"
                 raise TypeError(f"{name} must hold {what}, got dtype {arr.dtype}")
             return arr
@@ -258,7 +260,7 @@ class GraphBatch:
         ``band``, if given, is ``(D, band_slot, band_arc)`` as :meth:`_band_layout`
         returns it, for builders that know their graphs are banded."""
         self = object.__new__(cls)
-        self._graphs = None
+        self._set(_graphs=None)
         self._index(np.asarray(num_states, dtype=np.int32),
                     np.asarray(num_arcs, dtype=np.int32), band, **padded)
         return self
@@ -273,13 +275,12 @@ class GraphBatch:
         size = len(num_states)
         s_max = int(num_states.max(initial=0))
         a_max = int(num_arcs.max(initial=0))
-        self.max_states, self.max_arcs = s_max, a_max
-        # every array is frozen (see _frozen.py): the kernels trust max_label, the
-        # arc ends and the band and CSR indexes, so none may change once validated
-        self.num_states, self.num_arcs = freeze(num_states), freeze(num_arcs)
-        for name, value in padded.items():
-            setattr(self, name, freeze(value))
-        self._csr = None
+        # every array is frozen (see _frozen.py) and no attribute can be set from
+        # outside (__setattr__): the kernels trust max_label, the arc ends and the
+        # band and CSR indexes, so none may change once validated
+        self._set(max_states=s_max, max_arcs=a_max, num_states=freeze(num_states),
+                  num_arcs=freeze(num_arcs), _csr=None,
+                  **{name: freeze(value) for name, value in padded.items()})
         if band is None:
             band = self._band_layout()
         if band is not None and not _band_fits(band[0], s_max):
@@ -287,14 +288,42 @@ class GraphBatch:
             # batch this large runs on the general kernels instead
             band = None
         if band is not None:
-            self.band = band[0]
-            self.band_slot, self.band_arc = freeze(band[1]), freeze(band[2])
+            self._set(band=band[0], band_slot=freeze(band[1]), band_arc=freeze(band[2]))
         else:
-            self.band = None
-            self.band_arc = None
-            self.band_slot = None
-        self.max_label = int(self.labels.max(initial=-1)) if s_max else -1
-        self._cast_cache = {}
+            self._set(band=None, band_slot=None, band_arc=None)
+        self._set(max_label=int(self.labels.max(initial=-1)) if s_max else -1,
+                  _cast_cache={})
+
+    def _set(self, **values):
+        """Set attributes from inside the class (``__setattr__`` refuses)."""
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(
+            f"GraphBatch is immutable: cannot set {name!r} (the kernels trust what was "
+            "validated when the batch was built; build a new batch instead)"
+        )
+
+    def __delattr__(self, name):
+        raise AttributeError(f"GraphBatch is immutable: cannot delete {name!r}")
+
+    def __getstate__(self):
+        # the dtype casts are rebuilt when first asked for
+        return {k: v for k, v in vars(self).items() if k != "_cast_cache"}
+
+    def __setstate__(self, state):
+        # unpickled arrays (DataLoader workers, multiprocessing, copy) are fresh,
+        # writeable arrays: freeze them again, as _index did
+        def frozen(value):
+            if isinstance(value, np.ndarray):
+                return freeze(value)
+            if isinstance(value, tuple):
+                return tuple(frozen(v) for v in value)
+            return value
+
+        self._set(**{name: frozen(value) for name, value in state.items()})
+        self._set(_cast_cache={})
 
     def _band_layout(self):
         """``(D, band_slot, band_arc)`` if the batch is banded, else None.
@@ -349,9 +378,9 @@ class GraphBatch:
                 example, src, dst, arc_id, arc_mask, size, self.max_states
             )
             in_ptr, in_arc, out_ptr, out_arc = map(freeze, (in_ptr, in_arc, out_ptr, out_arc))
-            self._csr = (in_ptr, in_arc, out_ptr, out_arc,
-                         int(in_counts.max(initial=0)),
-                         int(out_counts.max(initial=0)))  # fmt: skip
+            self._set(_csr=(in_ptr, in_arc, out_ptr, out_arc,
+                            int(in_counts.max(initial=0)),
+                            int(out_counts.max(initial=0))))  # fmt: skip
         return self._csr
 
     in_ptr = property(lambda self: self._index_csr()[0])
@@ -364,12 +393,12 @@ class GraphBatch:
     @property
     def graphs(self):
         if self._graphs is None:
-            self._graphs = tuple(
+            self._set(_graphs=tuple(
                 Graph(self.labels[b, :S], self.src[b, :A], self.dst[b, :A],
                       self.weight[b, :A], self.start[b, :S], self.final[b, :S],
                       self.tokens[b, :S])
                 for b, (S, A) in enumerate(zip(self.num_states, self.num_arcs))
-            )  # fmt: skip
+            ))  # fmt: skip
         return self._graphs
 
     def __len__(self):

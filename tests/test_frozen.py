@@ -101,3 +101,31 @@ def test_freeze_returns_frozen_arrays_unchanged_and_copies_others():
     assert freeze(f, np.int32).dtype == np.int32
     assert freeze(np.zeros((0, 3))).shape == (0, 3)
     assert not is_frozen(np.arange(3)) and not is_frozen([1, 2])
+
+
+def test_batch_attributes_cannot_be_replaced():
+    """Replacing an array (or the cached max_label) would also defeat the checks."""
+    gb = ctc_batch()
+    for name in ("labels", "max_label", "band", "in_arc", "_csr", "max_states"):
+        with pytest.raises(AttributeError, match="immutable"):
+            setattr(gb, name, np.zeros((2, 5), np.int32))
+        with pytest.raises(AttributeError, match="immutable"):
+            delattr(gb, name)
+    assert lattice.forward(np.zeros((2, 4, 4)), gb).shape == (2,)
+
+
+@pytest.mark.parametrize("make", list(BATCHES), ids=list(BATCHES))
+def test_pickled_batches_come_back_frozen(make):
+    import copy
+    import pickle
+
+    gb = BATCHES[make]()
+    gb.in_arc  # the CSR indexes travel too once built
+    for clone in (pickle.loads(pickle.dumps(gb)), copy.deepcopy(gb), copy.copy(gb)):
+        arrays = arrays_of(clone)
+        assert arrays.keys() == arrays_of(gb).keys()
+        for name, array in arrays.items():
+            assert is_frozen(array), name
+            assert np.array_equal(array, arrays_of(gb)[name]), name
+        e = np.zeros((len(gb), 6, 6))
+        assert np.array_equal(lattice.forward(e, clone), lattice.forward(e, gb))
