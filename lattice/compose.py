@@ -47,12 +47,12 @@ CTC with a two-state model per symbol, in one expression:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
 
-from .graph import Graph, _as_index_array, _as_weight_array
+from ._checks import index_array, int_value, is_int, log_weight, target_ids, weight_array
+from .graph import Graph
 
 __all__ = [
     "SYMBOL",
@@ -89,27 +89,9 @@ SYMBOL = _Symbol()
 replaced by that symbol. A template cannot be turned into a graph by itself."""
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check_int(name, value, minimum):
-    if not _is_int(value):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_log_weight(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number (a log-weight), got {value!r}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} is NaN")
-    if value == math.inf:
-        raise ValueError(f"{name} is +inf (log-weights may be -inf, never +inf)")
-    return value
+    # a count: its bound is the size of the graph it makes, not int32
+    return int_value(name, value, minimum, int32=False)
 
 
 def _check_unit(name, unit):
@@ -123,26 +105,9 @@ def _check_unit(name, unit):
 def _check_label(name, label):
     if label is SYMBOL:
         return _PLACEHOLDER
-    if not _is_int(label):
+    if not is_int(label):
         raise TypeError(f"{name} must be an int or compose.SYMBOL, got {label!r}")
-    if label < 0:
-        raise ValueError(f"{name} must be non-negative, got {label}")
-    return int(label)
-
-
-def _check_target(target):
-    arr = np.asarray(target)
-    if arr.ndim != 1:
-        raise ValueError(
-            f"target must be a 1-D sequence of symbol ids, got shape {arr.shape}"
-        )
-    if arr.size == 0:
-        return arr.astype(np.int64)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"target must hold integer symbol ids, got dtype {arr.dtype}")
-    if arr.min() < 0:
-        raise ValueError(f"target holds a negative symbol id ({int(arr.min())})")
-    return arr.astype(np.int64, copy=False)
+    return int_value(name, label, 0)
 
 
 def _frozen(arr):
@@ -227,8 +192,8 @@ class Unit:
         lab = np.array([_check_label(f"labels[{i}]", v) for i, v in enumerate(items)],
                        dtype=np.int64)
         num_states = lab.shape[0]
-        src = _as_index_array("src", src).astype(np.int64)
-        dst = _as_index_array("dst", dst, src.shape[0]).astype(np.int64)
+        src = index_array("src", src).astype(np.int64)
+        dst = index_array("dst", dst, src.shape[0]).astype(np.int64)
         for name, ends in (("src", src), ("dst", dst)):
             if ends.size and (ends.min() < 0 or ends.max() >= num_states):
                 bad = ends[(ends < 0) | (ends >= num_states)][0]
@@ -238,16 +203,15 @@ class Unit:
                 )
         if weight is None:
             weight = np.zeros(src.shape[0])
-        weight = _as_weight_array("weight", weight, src.shape[0])
-        entry = _as_weight_array("entry", entry, num_states)
-        exit = _as_weight_array("exit", exit, num_states)
-        skip = _check_log_weight("skip", skip)
+        weight = weight_array("weight", weight, src.shape[0])
+        entry = weight_array("entry", entry, num_states)
+        exit = weight_array("exit", exit, num_states)
+        skip = log_weight("skip", skip)
         tok = np.asarray(tokens)
         if tok.ndim == 0:
             tok = np.full(num_states, tok)
-        tok = _as_index_array("tokens", tok, num_states).astype(np.int64)
-        if tok.size and tok.min() < -1:
-            raise ValueError(f"tokens must be >= -1, got {int(tok.min())}")
+        tok = index_array("tokens", tok, num_states, minimum=-1, what="token")
+        tok = tok.astype(np.int64)
         _init(self, lab, tok, src, dst, weight, entry, exit, skip)
 
     def __setattr__(self, name, value):
@@ -659,7 +623,7 @@ def optional(unit, weight=0.0) -> Unit:
     (0.0, -1.5)
     """
     _check_unit("unit", unit)
-    weight = _check_log_weight("weight", weight)
+    weight = log_weight("weight", weight)
     return _make(unit.labels, unit.tokens, unit.src, unit.dst, unit.weight,
                  unit.entry, unit.exit, float(np.logaddexp(unit.skip, weight)))
 
@@ -687,7 +651,7 @@ def weighted(unit, weight) -> Unit:
     [-0.5]
     """
     _check_unit("unit", unit)
-    weight = _check_log_weight("weight", weight)
+    weight = log_weight("weight", weight)
     return _make(unit.labels, unit.tokens, unit.src, unit.dst, unit.weight,
                  unit.entry + weight, unit.exit, unit.skip + weight)
 
@@ -810,8 +774,8 @@ def symbol(label, states=1, *, min_frames=1, max_frames=None, stay=0.0, advance=
                 + (f"min_frames={m}" if m >= k else f"states={k}")
                 + "; the symbol could never end"
             )
-    stay = _check_log_weight("stay", stay)
-    advance = _check_log_weight("advance", advance)
+    stay = log_weight("stay", stay)
+    advance = log_weight("advance", advance)
     if not isinstance(token, bool):
         raise TypeError(f"token must be True or False, got {token!r}")
     nodes = {}  # (state j, frames counted) -> id, j-major
@@ -952,7 +916,7 @@ def chain(target, unit=None, *, between=None, leading=None, trailing=None,
     >>> C.chain([7, 8], lexicon).to_graph().labels.tolist()
     [1, 2, 3, 4]
     """
-    target = _check_target(target)
+    target = target_ids(target)
     if unit is None:
         unit = _DEFAULT_TEMPLATE
     between = _check_separator("between", between)

@@ -17,53 +17,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ._checks import INT32_MAX, index_array, int_value, is_int, weight_array
 from ._frozen import freeze
 
 __all__ = ["Graph", "GraphBuilder"]
 
-_INT32_MAX = np.iinfo(np.int32).max
+_INT32_MAX = INT32_MAX  # batch.py reads it from here
 _INT64_MAX = np.iinfo(np.int64).max
 _FORMAT = "lattice.Graph"
 _VERSION = 1
 _FIELDS = ("labels", "src", "dst", "weight", "start", "final", "tokens")
 _WEIGHT_FIELDS = ("weight", "start", "final")
-
-
-def _as_index_array(name, values, length=None):
-    """Validate a 1-D integer array and return it as a read-only int32 copy."""
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if arr.size == 0:
-        arr = arr.astype(np.int32)
-    elif arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-    if length is not None and arr.shape[0] != length:
-        raise ValueError(f"{name} must have length {length}, got {arr.shape[0]}")
-    if arr.size and (arr.max() > _INT32_MAX or arr.min() < -_INT32_MAX):
-        raise ValueError(f"{name} holds values outside the int32 range")
-    return freeze(arr, np.int32)
-
-
-def _as_weight_array(name, values, length):
-    """Validate a 1-D log-weight array (no NaN, no +inf) and return a float64 copy."""
-    arr = np.asarray(values)
-    if arr.ndim == 0:
-        arr = np.full(length, arr)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if arr.size and not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.shape[0] != length:
-        raise ValueError(f"{name} must have length {length}, got {arr.shape[0]}")
-    out = freeze(arr, np.float64)
-    if np.isnan(out).any():
-        raise ValueError(f"{name} contains NaN")
-    if np.isposinf(out).any():
-        raise ValueError(f"{name} contains +inf (log-weights may be -inf, never +inf)")
-    return out
 
 
 class Graph:
@@ -92,10 +56,11 @@ class Graph:
     Raises
     ------
     TypeError
-        If an index array does not hold integers or a weight array is not real.
+        If an index array does not hold integers (a numpy integer dtype: not bool,
+        not ``timedelta64`` or ``datetime64``) or a weight array is not real.
     ValueError
-        If lengths disagree, an arc endpoint or label is out of range, or a weight is
-        NaN or ``+inf``.
+        If lengths disagree, an arc endpoint or label is out of range (ids beyond
+        int32 are reported with their true value), or a weight is NaN or ``+inf``.
 
     Examples
     --------
@@ -114,13 +79,11 @@ class Graph:
     __slots__ = ("labels", "src", "dst", "weight", "start", "final", "tokens")
 
     def __init__(self, labels, src, dst, weight, start, final, tokens=None):
-        labels = _as_index_array("labels", labels)
+        labels = index_array("labels", labels, minimum=0, what="label")
         num_states = labels.shape[0]
-        if labels.size and labels.min() < 0:
-            raise ValueError(f"labels must be non-negative, got {int(labels.min())}")
-        src = _as_index_array("src", src)
+        src = index_array("src", src)
         num_arcs = src.shape[0]
-        dst = _as_index_array("dst", dst, num_arcs)
+        dst = index_array("dst", dst, num_arcs)
         for name, ends in (("src", src), ("dst", dst)):
             if ends.size and (ends.min() < 0 or ends.max() >= num_states):
                 bad = ends[(ends < 0) | (ends >= num_states)][0]
@@ -130,14 +93,12 @@ class Graph:
                 )
         if weight is None:
             weight = np.zeros(num_arcs)
-        weight = _as_weight_array("weight", weight, num_arcs)
-        start = _as_weight_array("start", start, num_states)
-        final = _as_weight_array("final", final, num_states)
+        weight = weight_array("weight", weight, num_arcs)
+        start = weight_array("start", start, num_states)
+        final = weight_array("final", final, num_states)
         if tokens is None:
             tokens = np.arange(num_states, dtype=np.int32)
-        tokens = _as_index_array("tokens", tokens, num_states)
-        if tokens.size and tokens.min() < -1:
-            raise ValueError(f"tokens must be >= -1, got {int(tokens.min())}")
+        tokens = index_array("tokens", tokens, num_states, minimum=-1, what="token")
         for name, value in (
             ("labels", labels),
             ("src", src),
@@ -153,14 +114,13 @@ class Graph:
     def _trusted(cls, labels, src, dst, weight, start, final, tokens):
         """A graph from arrays that are valid by construction (``lattice.compose``).
 
-        The caller guarantees shapes, non-negative labels, arc ends within range,
-        tokens >= -1 and float64 weights without NaN; only what composition cannot
-        rule out is checked (label values beyond int32, weights that overflowed to
-        ``+inf``). Arrays are converted to the constructor's dtypes and frozen.
+        The caller guarantees shapes, labels in ``[0, INT32_MAX]`` (compose checks
+        every label where it enters), arc ends within range, tokens >= -1 and
+        float64 weights without NaN; only what composition cannot rule out is
+        checked (weights that overflowed to ``+inf``). Arrays are converted to the
+        constructor's dtypes and frozen.
         """
-        if labels.size and int(labels.max()) > _INT32_MAX:
-            raise ValueError("labels holds values outside the int32 range")
-        if labels.shape[0] > _INT32_MAX or src.shape[0] > _INT32_MAX:
+        if labels.shape[0] > INT32_MAX or src.shape[0] > INT32_MAX:
             raise ValueError("the graph has more states or arcs than int32 can index")
         graph = object.__new__(cls)
         for name, value in (("labels", labels), ("src", src), ("dst", dst),
@@ -247,7 +207,7 @@ class Graph:
         >>> n > 2 ** 400, str(n)[:10]
         (True, '5054949849')
         """
-        if not isinstance(frames, numbers.Integral) or isinstance(frames, bool):
+        if not is_int(frames):
             raise TypeError(f"frames must be an int, got {frames!r}")
         if frames < 0:
             raise ValueError(f"frames must be >= 0, got {frames}")
@@ -603,21 +563,14 @@ class GraphBuilder:
         >>> b.add_state(5, start=0.0), b.add_state(2, final=0.0)
         (0, 1)
         """
-        if not isinstance(label, numbers.Integral) or isinstance(label, bool):
-            raise TypeError(f"label must be an int, got {label!r}")
-        if label < 0:
-            raise ValueError(f"label must be non-negative, got {label}")
-        if token is not None and (
-            not isinstance(token, numbers.Integral) or isinstance(token, bool)
-        ):
-            raise TypeError(f"token must be an int or None, got {token!r}")
-        if token is not None and token < -1:
-            raise ValueError(f"token must be >= -1, got {token}")
+        label = int_value("label", label, 0)
+        if token is not None:
+            token = int_value("token", token, -1)
         state = len(self._labels)
-        self._labels.append(int(label))
+        self._labels.append(label)
         self._start.append(-np.inf if start is None else float(start))
         self._final.append(-np.inf if final is None else float(final))
-        self._tokens.append(state if token is None else int(token))
+        self._tokens.append(state if token is None else token)
         return state
 
     def add_arc(self, src, dst, weight=0.0) -> int:
@@ -632,11 +585,11 @@ class GraphBuilder:
         0
         """
         for name, state in (("src", src), ("dst", dst)):
-            if not isinstance(state, numbers.Integral) or isinstance(state, bool):
+            if not is_int(state):
                 raise TypeError(f"{name} must be an int state id, got {state!r}")
-            if not 0 <= state < len(self._labels):
+            if not 0 <= int(state) < len(self._labels):
                 raise ValueError(
-                    f"{name}={state} is not a state (add_state has been called "
+                    f"{name}={int(state)} is not a state (add_state has been called "
                     f"{len(self._labels)} times)"
                 )
         self._src.append(int(src))

@@ -6,9 +6,9 @@ import numpy as np
 
 import lattice
 from lattice import compose as C
+from lattice._checks import INT32_MAX, int_value, target_ids
 
 from . import _ctc_fill
-from ._target import check_int_option, check_target, check_targets
 
 _BETWEEN = ("optional", "required", "none")
 
@@ -20,12 +20,28 @@ def _blank_units(blank):
 
 
 def _check_options(blank, between):
-    blank = check_int_option("blank", blank, 0)
+    blank = int_value("blank", blank, 0)
     if not isinstance(between, str) or between not in _BETWEEN:
         raise ValueError(
             f"between must be one of {', '.join(map(repr, _BETWEEN))}, got {between!r}"
         )
     return blank
+
+
+def _check_targets(targets):
+    """``targets`` as a list of 1-D int64 arrays of ids in ``[0, INT32_MAX]``.
+
+    Targets that already are 1-D int64 arrays (as ``lattice.torch`` passes them on
+    every training step) are checked together in one pass; anything else, or a bad
+    id, goes through ``target_ids`` one by one (which names the culprit).
+    """
+    targets = list(targets)
+    if all(type(t) is np.ndarray and t.ndim == 1 and t.dtype == np.int64
+           for t in targets):
+        flat = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
+        if flat.min(initial=0) >= 0 and flat.max(initial=0) <= INT32_MAX:
+            return targets
+    return [target_ids(t, name=f"targets[{b}]") for b, t in enumerate(targets)]
 
 
 def _check_no_blank(target, blank, where="target"):
@@ -95,7 +111,7 @@ def ctc(target, blank=0, between="optional"):
     >>> lattice.build("ctc", [1, 2, 2], between="none").labels.tolist()
     [0, 1, 2, 2, 0]
     """
-    target = check_target(target)
+    target = target_ids(target)
     blank = _check_options(blank, between)
     _check_no_blank(target, blank)
     unit, optional = _blank_units(blank)
@@ -139,15 +155,13 @@ def ctc_batch(targets, blank=0, between="optional"):
     [14, 5]
     """
     blank = _check_options(blank, between)
-    arrays = check_targets(targets)
+    arrays = _check_targets(targets)
     if between == "none":
         return lattice.batch([ctc(t, blank, between) for t in arrays])
     size = len(arrays)
     k = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+    # ids and blank are within int32 (checked above): the int32 arrays cannot wrap
     flat = np.concatenate(arrays) if size else np.zeros(0, dtype=np.int64)
-    if max(int(flat.max(initial=0)), blank) > np.iinfo(np.int32).max:
-        # what Graph (and so ctc) would reject; the int32 arrays would wrap
-        raise ValueError("labels holds values outside the int32 range")
     skips = between == "optional"
     num_arcs = np.empty(size, dtype=np.int32)
     first_blank = _ctc_fill.count_arcs(flat, k, blank, skips, num_arcs)

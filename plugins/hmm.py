@@ -1,21 +1,9 @@
 """Left-to-right HMM topology: k states per symbol, optional duration bounds."""
 
 import functools
-import math
-import numbers
 
 from lattice import compose as C
-
-from ._target import check_int_option, check_target
-
-
-def _check_log_weight(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number (a log-weight), got {value!r}")
-    value = float(value)
-    if math.isnan(value) or value == math.inf:
-        raise ValueError(f"{name} must be a log-weight (not NaN or +inf), got {value}")
-    return value
+from lattice._checks import int_value, log_weight, target_ids
 
 
 @functools.lru_cache(maxsize=64)
@@ -74,12 +62,13 @@ def hmm(target, states=3, min_frames=1, max_frames=None, stay=0.0, advance=0.0):
     >>> lattice.build("hmm", [4, 2], states=2, max_frames=3).num_paths(6)
     4
     """
-    target = check_target(target)
-    states = check_int_option("states", states, 1)
-    min_frames = check_int_option("min_frames", min_frames, 1)
+    target = target_ids(target)
+    states = int_value("states", states, 1, int32=False)
+    min_frames = int_value("min_frames", min_frames, 1, int32=False)
     if max_frames is not None:
-        max_frames = check_int_option("max_frames", max_frames, max(min_frames, states))
-    stay = _check_log_weight("stay", stay)
-    advance = _check_log_weight("advance", advance)
+        max_frames = int_value("max_frames", max_frames, max(min_frames, states),
+                               int32=False)
+    stay = log_weight("stay", stay)
+    advance = log_weight("advance", advance)
     unit = _template(states, min_frames, max_frames, stay, advance)
     return C.chain(target, unit).to_graph(sort_arcs=True)

@@ -3,8 +3,7 @@
 import functools
 
 from lattice import compose as C
-
-from ._target import check_int_option, check_target
+from lattice._checks import int_value, target_ids
 
 
 @functools.lru_cache(maxsize=64)
@@ -48,6 +47,6 @@ def segmentation(target, min_frames=1):
     >>> lattice.build("segmentation", [4, 2], min_frames=2).num_states
     4
     """
-    target = check_target(target)
-    m = check_int_option("min_frames", min_frames, 1)
+    target = target_ids(target)
+    m = int_value("min_frames", min_frames, 1, int32=False)
     return C.chain(target, _template(m)).to_graph(sort_arcs=True)

@@ -2,13 +2,11 @@
 
 import functools
 import math
-import numbers
 
 import numpy as np
 
 from lattice import compose as C
-
-from ._target import check_int_option, check_target
+from lattice._checks import int_value, is_real, target_ids
 
 _GAPS = ("everywhere", "edges")
 
@@ -83,13 +81,13 @@ def star(target, wildcard, blank=None, penalty=0.0, gaps="everywhere"):
     ...     lattice.forward(log_probs, [lattice.build("segmentation", [1, 2])])[0])
     True
     """
-    target = check_target(target)
-    wildcard = check_int_option("wildcard", wildcard, 0)
+    target = target_ids(target)
+    wildcard = int_value("wildcard", wildcard, 0)
     if blank is not None:
-        blank = check_int_option("blank", blank, 0)
+        blank = int_value("blank", blank, 0)
         if blank == wildcard:
             raise ValueError(f"blank and wildcard must differ, both are {blank}")
-    if isinstance(penalty, bool) or not isinstance(penalty, numbers.Real):
+    if not is_real(penalty):
         raise TypeError(f"penalty must be a real number (a log-weight), got {penalty!r}")
     penalty = float(penalty)
     if not math.isfinite(penalty):

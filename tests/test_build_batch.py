@@ -76,6 +76,34 @@ def test_ctc_build_batch_names_the_bad_target_of_int64_arrays(targets, match):
         lattice.build_batch("ctc", [np.array(t, dtype=np.int64) for t in targets])
 
 
+U64_MAX = 2**64 - 1
+
+
+@pytest.mark.parametrize("name", ["ctc", "segmentation"])
+def test_build_batch_reports_big_unsigned_ids_with_their_true_value(name):
+    """uint64 2**64 - 1 must not become the id -1 (ctc's batch path made a graph of
+    it, with the label -1)."""
+    targets = [np.array([1], dtype=np.uint64), np.array([2, U64_MAX], dtype=np.uint64)]
+    with pytest.raises(ValueError, match=rf"{U64_MAX}.*int32") as info:
+        lattice.build_batch(name, targets)
+    assert "negative" not in str(info.value)
+    if name == "ctc":  # the vectorised path names the example
+        assert str(info.value).startswith("targets[1] ")
+    with pytest.raises(ValueError, match=rf"targets\[0\] .*{2**31}.*int32"):
+        lattice.build_batch("ctc", [np.array([2**31])])  # the int64 fast path
+    with pytest.raises(ValueError, match=rf"blank .*{U64_MAX}.*int32"):
+        lattice.build_batch("ctc", [[1]], blank=np.uint64(U64_MAX))
+
+
+@pytest.mark.parametrize("name", ["ctc", "segmentation"])
+def test_build_batch_refuses_timedelta_targets_and_options(name):
+    with pytest.raises(TypeError, match="must hold integer symbol ids.*timedelta64"):
+        lattice.build_batch(name, [[1], np.array([1, 2], dtype="m8[s]")])
+    option = "blank" if name == "ctc" else "min_frames"
+    with pytest.raises(TypeError, match=option):
+        lattice.build_batch(name, [[1]], **{option: np.timedelta64(1)})
+
+
 def test_build_batch_without_a_vectorised_builder_loops():
     tg = [[1, 2], [3], [4, 4, 4]]
     assert not hasattr(registry.get_builder("segmentation"), "build_batch")
@@ -145,6 +173,30 @@ def test_from_padded_rejects_bad_shapes_and_types():
         lattice.GraphBatch.from_padded(**{**arrays, "src": arrays["src"] * 1.0})
     with pytest.raises(TypeError, match="weight must hold real numbers"):
         lattice.GraphBatch.from_padded(**{**arrays, "weight": arrays["weight"] > 0})
+
+
+@pytest.mark.parametrize("field", ["num_states", "num_arcs", "labels", "tokens", "src",
+                                   "dst", "start", "final", "weight"])
+def test_from_padded_refuses_timedelta_arrays(field):
+    """timedelta64 is a numpy "integer" subclass (kind "m"): neither an id nor a
+    weight."""
+    arrays, _ = _padded([lattice.build("ctc", [1, 2]), lattice.build("ctc", [3])])
+    arrays[field] = np.zeros(np.shape(arrays[field]), dtype="m8[s]")
+    with pytest.raises(TypeError, match=rf"^{field} must hold .*got dtype timedelta64"):
+        lattice.GraphBatch.from_padded(**arrays)
+
+
+def test_from_padded_reports_big_unsigned_sizes_with_their_true_value():
+    arrays, _ = _padded([lattice.build("ctc", [1, 2]), lattice.build("ctc", [3])])
+    sizes = np.array([5, 2**64 - 1], dtype=np.uint64)
+    with pytest.raises(ValueError, match=rf"num_states must lie in \[0, 2147483647\], "
+                                         rf"got {2**64 - 1} \(example 1\)"):
+        lattice.GraphBatch.from_padded(**{**arrays, "num_states": sizes})
+    labels = np.array(arrays["labels"], dtype=np.uint64)
+    labels[1, 0] = 2**64 - 1
+    with pytest.raises(ValueError, match="labels of example 1 holds a negative label or "
+                                         "one beyond int32"):
+        lattice.GraphBatch.from_padded(**{**arrays, "labels": labels})
 
 
 def test_csr_indexes_are_built_when_first_read():

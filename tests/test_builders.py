@@ -205,6 +205,56 @@ def test_ctc_bad_blank_option(blank, exc):
         lattice.build("ctc", [1, 2], blank=blank)
 
 
+U64_MAX = 2**64 - 1
+
+
+BUILDERS = [("ctc", {}), ("segmentation", {}), ("hmm", {"states": 2}),
+            ("star", {"wildcard": 9}), ("star", {"wildcard": 9, "blank": 0})]
+
+
+@pytest.mark.parametrize("name, options", BUILDERS)
+def test_big_unsigned_target_ids_are_reported_with_their_true_value(name, options):
+    """numpy casts uint64 2**64 - 1 to int64 -1: the id is beyond int32, not negative."""
+    target = np.array([1, U64_MAX], dtype=np.uint64)
+    with pytest.raises(ValueError, match=rf"target .*{U64_MAX}.*int32") as info:
+        lattice.build(name, target, **options)
+    assert "negative" not in str(info.value)
+    with pytest.raises(ValueError, match=rf"target .*{2**31}.*int32"):
+        lattice.build(name, [1, 2**31], **options)
+    with pytest.raises(ValueError, match=rf"target .*{2**70}.*int32"):
+        lattice.build(name, [1, 2**70], **options)  # an object array of Python ints
+
+
+@pytest.mark.parametrize("name, options", BUILDERS)
+@pytest.mark.parametrize("dtype", ["m8[s]", "M8[s]"])
+def test_timedelta_targets_are_refused(name, options, dtype):
+    with pytest.raises(TypeError, match="target must hold integer"):
+        lattice.build(name, np.array([1, 2]).astype(dtype), **options)
+
+
+@pytest.mark.parametrize("name, option, options", [
+    ("ctc", "blank", {}), ("star", "wildcard", {"wildcard": 9}),
+    ("star", "blank", {"wildcard": 9}), ("hmm", "states", {}),
+    ("hmm", "min_frames", {}), ("hmm", "max_frames", {}),
+    ("segmentation", "min_frames", {}),
+])
+def test_int_options_refuse_timedelta_and_report_big_unsigned(name, option, options):
+    for bad in (np.timedelta64(1), np.datetime64(1, "s"), np.bool_(True)):
+        with pytest.raises(TypeError, match=option):
+            lattice.build(name, [1, 2], **{**options, option: bad})
+    if option in ("blank", "wildcard"):  # ids: the true value, beyond int32
+        with pytest.raises(ValueError, match=rf"{option} .*{U64_MAX}.*int32"):
+            lattice.build(name, [1, 2], **{**options, option: np.uint64(U64_MAX)})
+
+
+@pytest.mark.parametrize("name, option", [("hmm", "stay"), ("hmm", "advance"),
+                                          ("star", "penalty")])
+def test_log_weight_options_refuse_timedelta(name, option):
+    options = {"wildcard": 9} if name == "star" else {}
+    with pytest.raises(TypeError, match=option):
+        lattice.build(name, [1, 2], **options, **{option: np.timedelta64(-1)})
+
+
 def test_ctc_unknown_option():
     with pytest.raises(TypeError):
         lattice.build("ctc", [1, 2], min_frames=2)

@@ -566,6 +566,60 @@ def test_chain_bad_arguments(kwargs, exc, match):
         C.chain(**kwargs)
 
 
+U64_MAX = 2**64 - 1
+
+
+def test_big_unsigned_ids_are_reported_with_their_true_value():
+    """numpy casts uint64 2**64 - 1 to int64 -1, which chain took for SYMBOL."""
+    for target in (np.array([1, U64_MAX], dtype=np.uint64), [1, 2**70], [1, 2**31]):
+        value = int(target[-1])
+        with pytest.raises(ValueError, match=rf"^target .*{value}.*int32"):
+            C.chain(target)
+    with pytest.raises(ValueError, match=rf"^label .*{U64_MAX}.*int32"):
+        C.symbol(np.uint64(U64_MAX))
+    with pytest.raises(ValueError, match=rf"^label .*{2**31}.*int32"):
+        C.blank(2**31)
+    with pytest.raises(ValueError, match=rf"^labels\[1\] .*{U64_MAX}.*int32"):
+        C.Unit(np.array([1, U64_MAX], dtype=np.uint64), entry=0.0, exit=0.0)
+    with pytest.raises(ValueError, match=rf"^tokens .*{U64_MAX}.*int32"):
+        C.Unit([1], entry=0.0, exit=0.0, tokens=np.array([U64_MAX], dtype=np.uint64))
+    assert C.chain(np.array([2**31 - 1], dtype=np.uint64)).to_graph().labels.tolist() == [
+        2**31 - 1]
+
+
+@pytest.mark.parametrize("bad", [np.timedelta64(2), np.datetime64(2, "s"), np.bool_(True)])
+def test_scalar_ids_and_counts_refuse_non_integer_kinds(bad):
+    for call, name in [
+        (lambda: C.symbol(bad), "label"),
+        (lambda: C.symbol(1, states=bad), "states"),
+        (lambda: C.symbol(1, min_frames=bad), "min_frames"),
+        (lambda: C.symbol(1, max_frames=bad), "max_frames"),
+        (lambda: C.repeat(C.symbol(1), bad), "min_count"),
+        (lambda: C.repeat(C.symbol(1), 1, bad), "max_count"),
+        (lambda: C.Unit([bad], entry=0.0, exit=0.0), r"labels\[0\]"),
+    ]:
+        with pytest.raises(TypeError, match=name):
+            call()
+
+
+def test_arrays_and_weights_refuse_timedelta():
+    td = np.array([0], dtype="m8[s]")
+    for kwargs, name in [(dict(src=td, dst=[0]), "src"), (dict(src=[0], dst=td), "dst"),
+                         (dict(tokens=td), "tokens"), (dict(entry=td, exit=0.0), "entry"),
+                         (dict(src=[0], dst=[0], weight=td), "weight")]:
+        with pytest.raises(TypeError, match=rf"^{name} must hold"):
+            C.Unit([1], **{"entry": 0.0, "exit": 0.0, **kwargs})
+    with pytest.raises(TypeError, match="target must hold integer symbol ids"):
+        C.chain(np.array([1, 2], dtype="m8[s]"))
+    for call, name in [(lambda: C.symbol(1, stay=np.timedelta64(-1)), "stay"),
+                       (lambda: C.optional(C.symbol(1), np.timedelta64(-1)), "weight"),
+                       (lambda: C.weighted(C.symbol(1), np.timedelta64(-1)), "weight"),
+                       (lambda: C.Unit([1], entry=0.0, exit=0.0, skip=np.timedelta64(0)),
+                        "skip")]:
+        with pytest.raises(TypeError, match=name):
+            call()
+
+
 # --------------------------------------------------------------------------------
 # Unit by hand, to_graph
 # --------------------------------------------------------------------------------
@@ -816,8 +870,9 @@ def test_to_graph_arrays_like_the_constructor():
 
 
 def test_to_graph_checks_what_composition_cannot():
-    with pytest.raises(ValueError, match="labels"):
-        C.symbol(2**40).to_graph()
+    # a label beyond int32 is refused where it enters, with its value
+    with pytest.raises(ValueError, match=f"label is {2**40}, beyond int32"):
+        C.symbol(2**40)
     with np.errstate(over="ignore"):
         huge = C.weighted(C.weighted(C.symbol(1), 1e308), 1e308)  # overflows to +inf
     with pytest.raises(ValueError, match="start"):

@@ -202,6 +202,55 @@ def test_arcs_in_graph_without_states_rejected():
         Graph([], [0], [0], None, [], [])
 
 
+U64_MAX = 2**64 - 1  # numpy casts it to int64 -1 when it is not careful
+
+
+@pytest.mark.parametrize("name", ["labels", "src", "dst", "tokens"])
+def test_big_unsigned_ids_are_reported_with_their_true_value(name):
+    """A uint64 id of 2**64 - 1 is beyond int32, not "-1" / "negative"."""
+    value = base_kwargs()[name]
+    bad = np.array(value[:-1] + [U64_MAX], dtype=np.uint64)
+    with pytest.raises(ValueError, match=rf"^{name} .*{U64_MAX}.*int32") as info:
+        make(**{name: bad})
+    assert "-1" not in str(info.value) and "negative" not in str(info.value)
+    # a Python int beyond uint64 (numpy makes an object array of it) likewise
+    with pytest.raises(ValueError, match=rf"^{name} .*{2**70}.*int32"):
+        make(**{name: value[:-1] + [2**70]})
+
+
+@pytest.mark.parametrize("name", ["labels", "src", "dst", "tokens", "weight", "start",
+                                  "final"])
+@pytest.mark.parametrize("dtype", ["m8[s]", "M8[s]", object])
+def test_ids_and_weights_of_a_non_number_kind_are_refused(name, dtype):
+    """timedelta64 is a numpy "integer" subclass (kind "m"): never an id or a weight."""
+    value = np.array(base_kwargs()[name], dtype=np.float64)
+    value = np.where(np.isfinite(value), value, 0).astype(np.int64)
+    with pytest.raises(TypeError, match=rf"^{name} must hold .*got dtype"):
+        make(**{name: value.astype(dtype)})
+
+
+def test_builder_big_unsigned_and_timedelta_scalars():
+    b = GraphBuilder()
+    with pytest.raises(ValueError, match=rf"label .*{U64_MAX}.*int32"):
+        b.add_state(np.uint64(U64_MAX))
+    with pytest.raises(ValueError, match=rf"token .*{U64_MAX}.*int32"):
+        b.add_state(1, token=np.uint64(U64_MAX))
+    with pytest.raises(ValueError, match=rf"label .*{2**31}.*int32"):
+        b.add_state(2**31)
+    for bad in (np.timedelta64(3), np.datetime64(3, "s"), np.bool_(True)):
+        with pytest.raises(TypeError, match="label"):
+            b.add_state(bad)
+        with pytest.raises(TypeError, match="token"):
+            b.add_state(1, token=bad)
+    assert b.num_states == 0  # nothing was added
+    b.add_state(np.uint64(2**31 - 1), start=0.0, final=0.0, token=np.uint8(0))
+    with pytest.raises(TypeError, match="src"):
+        b.add_arc(np.timedelta64(0), 0)
+    with pytest.raises(ValueError, match=rf"dst={U64_MAX} is not a state"):
+        b.add_arc(0, np.uint64(U64_MAX))
+    assert b.build().labels.tolist() == [2**31 - 1]
+
+
 # --------------------------------------------------------------------------------
 # immutability, equality, repr
 # --------------------------------------------------------------------------------

@@ -1,0 +1,335 @@
+"""Validation of the ids, counts and weights that enter lattice, written once.
+
+Ids (labels, tokens, arc ends, target symbols, ``blank``-like options) enter through
+:class:`~lattice.Graph`, :class:`~lattice.GraphBuilder`, :mod:`lattice.compose`,
+:meth:`~lattice.GraphBatch.from_padded` and the builders of ``plugins/``; all of them
+check with the functions here, so one rule holds everywhere:
+
+* an integer is a Python ``int`` or a value of a numpy integer dtype, kind ``"i"``
+  or ``"u"``. ``bool`` is not one, and neither are ``timedelta64`` (kind ``"m"``,
+  which numpy counts among its integers) and ``datetime64`` (kind ``"M"``);
+* a value is judged, and reported, as it is: a ``uint64`` of ``2**64 - 1`` is beyond
+  int32, not ``-1`` (which is what casting it to int64 first would make of it);
+* the kernels index states, arcs and labels with int32, so no id exceeds
+  :data:`INT32_MAX`.
+
+Log-weights (real numbers: kinds ``"i"``, ``"u"``, ``"f"``) are checked here too.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ._frozen import freeze
+
+__all__ = [
+    "INT32_MAX",
+    "check_integer_dtype",
+    "check_range",
+    "first_outside",
+    "index_array",
+    "int_value",
+    "is_int",
+    "is_real",
+    "log_weight",
+    "target_ids",
+    "weight_array",
+]
+
+INT32_MAX = 2**31 - 1
+"""The largest id: the kernels index labels, states and arcs with int32."""
+
+
+def is_int(value) -> bool:
+    """Whether ``value`` is an integer scalar (not bool, timedelta64 or datetime64).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice._checks import is_int
+    >>> is_int(3), is_int(np.uint64(2**64 - 1)), is_int(True), is_int(np.timedelta64(3))
+    (True, True, False, False)
+    """
+    if isinstance(value, np.generic):
+        return value.dtype.kind in "iu"
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """Whether ``value`` is a real scalar: an integer (see :func:`is_int`) or a float.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice._checks import is_real
+    >>> is_real(-0.5), is_real(np.float32(1)), is_real(False)
+    (True, True, False)
+    >>> is_real(np.timedelta64(1))
+    False
+    """
+    if isinstance(value, np.generic):
+        return value.dtype.kind in "iuf"
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def int_value(name, value, minimum=None, *, int32=True) -> int:
+    """``value`` as a Python int, checked: an integer, ``>= minimum``, within int32.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for messages.
+    value : int
+    minimum : int, optional
+    int32 : bool, default True
+        Refuse values beyond :data:`INT32_MAX` (for ids; counts are bounded by the
+        size of the graph they make instead).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer (see :func:`is_int`).
+    ValueError
+        If it is below ``minimum`` or beyond int32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice._checks import int_value
+    >>> int_value("blank", np.uint8(3), 0)
+    3
+    >>> int_value("blank", np.uint64(2**64 - 1), 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: blank is 18446744073709551615, beyond int32 (at most 2147483647)
+    """
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = int(value)  # exact, whatever the dtype
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if int32 and value > INT32_MAX:
+        raise ValueError(f"{name} is {value}, beyond int32 (at most {INT32_MAX})")
+    return value
+
+
+def log_weight(name, value) -> float:
+    """``value`` as a float log-weight: a real number, not NaN, not ``+inf``.
+
+    Examples
+    --------
+    >>> from lattice._checks import log_weight
+    >>> log_weight("stay", -1)
+    -1.0
+    >>> log_weight("stay", float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: stay is +inf (log-weights may be -inf, never +inf)
+    """
+    if not is_real(value):
+        raise TypeError(f"{name} must be a real number (a log-weight), got {value!r}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} is NaN")
+    if value == math.inf:
+        raise ValueError(f"{name} is +inf (log-weights may be -inf, never +inf)")
+    return value
+
+
+def check_integer_dtype(name, arr, what="integers"):
+    """Raise ``TypeError`` unless ``arr`` has an integer dtype (kind ``"i"``/``"u"``).
+
+    An object array of Python ints is no integer array either, but when its ints are
+    beyond int32 (numpy makes object arrays of ints beyond 64 bits) the range is what
+    is wrong: ``ValueError`` reports the first such value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice._checks import check_integer_dtype
+    >>> check_integer_dtype("labels", np.arange(3, dtype=np.uint16))
+    >>> check_integer_dtype("labels", np.arange(3).astype("m8[s]"))
+    Traceback (most recent call last):
+    ...
+    TypeError: labels must hold integers, got dtype timedelta64[s]
+    """
+    if arr.dtype.kind in "iu":
+        return
+    if arr.dtype.kind == "O" and arr.size and all(is_int(v) for v in arr.flat):
+        check_range(name, arr, -INT32_MAX)
+    raise TypeError(f"{name} must hold {what}, got dtype {arr.dtype}")
+
+
+def first_outside(arr, minimum, maximum=INT32_MAX):
+    """``(position, value)`` of the first element outside ``[minimum, maximum]``, or
+    ``None``; the position is flat (C order) and the value a Python int, exact for
+    every integer dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice._checks import first_outside
+    >>> first_outside(np.array([3, 2**64 - 1, 2**63], dtype=np.uint64), 0)
+    (1, 18446744073709551615)
+    >>> first_outside(np.array([3, 4]), 0) is None
+    True
+    """
+    if not arr.size or (minimum <= int(arr.min()) and int(arr.max()) <= maximum):
+        return None
+    # comparisons of numpy integers with Python ints are exact (no cast of the array)
+    pos = int(np.flatnonzero((arr < minimum) | (arr > maximum))[0])
+    return pos, int(arr.reshape(-1)[pos])
+
+
+def check_range(name, arr, minimum, maximum=INT32_MAX, what="value"):
+    """Raise ``ValueError`` naming the first element of ``arr`` outside
+    ``[minimum, maximum]``, by its position and true value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice._checks import check_range
+    >>> labels = np.array([0, 2**64 - 1], dtype=np.uint64)
+    >>> check_range("labels", labels, 0, what="label")
+    Traceback (most recent call last):
+    ...
+    ValueError: labels holds the label 18446744073709551615 at position 1, beyond ...
+    """
+    bad = first_outside(arr, minimum, maximum)
+    if bad is None:
+        return
+    pos, value = bad
+    if value < minimum:
+        if minimum == 0:
+            raise ValueError(f"{name} holds a negative {what} {value} at position "
+                             f"{pos}")
+        raise ValueError(f"{name} holds the {what} {value} at position {pos}, below "
+                         f"{minimum}")
+    limit = "beyond int32" if maximum == INT32_MAX else "above the maximum"
+    raise ValueError(f"{name} holds the {what} {value} at position {pos}, {limit} "
+                     f"(at most {maximum})")
+
+
+def index_array(name, values, length=None, minimum=-INT32_MAX, what="value"):
+    """A 1-D array of ids as a frozen int32 copy, checked.
+
+    Parameters
+    ----------
+    name : str
+    values : array_like of int
+        An empty sequence is accepted whatever numpy makes of it (``[]`` is float).
+    length : int, optional
+        The length it must have.
+    minimum : int, default -INT32_MAX
+        The smallest value allowed (the largest is :data:`INT32_MAX`).
+    what : str, default "value"
+        What one value is, for messages (``"label"``).
+
+    Returns
+    -------
+    ndarray of int32, read-only
+
+    Raises
+    ------
+    TypeError
+        If the values are not integers (see :func:`check_integer_dtype`).
+    ValueError
+        For a shape other than ``(length,)`` or a value out of range.
+
+    Examples
+    --------
+    >>> from lattice._checks import index_array
+    >>> index_array("src", [0, 2, 1]).tolist()
+    [0, 2, 1]
+    >>> index_array("labels", [1, -1], minimum=0, what="label")
+    Traceback (most recent call last):
+    ...
+    ValueError: labels holds a negative label -1 at position 1
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size or arr.dtype.kind not in "iuf":
+        check_integer_dtype(name, arr)
+    if length is not None and arr.shape[0] != length:
+        raise ValueError(f"{name} must have length {length}, got {arr.shape[0]}")
+    check_range(name, arr, minimum, what=what)
+    return freeze(arr, np.int32)
+
+
+def weight_array(name, values, length):
+    """A 1-D array of log-weights (a scalar is broadcast) as a frozen float64 copy,
+    checked: real numbers (kinds ``"i"``, ``"u"``, ``"f"``), no NaN, no ``+inf``.
+
+    Examples
+    --------
+    >>> from lattice._checks import weight_array
+    >>> weight_array("start", 0.0, 3).tolist()
+    [0.0, 0.0, 0.0]
+    >>> weight_array("start", [0.0, float("inf")], 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: start contains +inf (log-weights may be -inf, never +inf)
+    """
+    arr = np.asarray(values)
+    if arr.ndim == 0:
+        arr = np.full(length, arr)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.shape[0] != length:
+        raise ValueError(f"{name} must have length {length}, got {arr.shape[0]}")
+    out = freeze(arr, np.float64)
+    if np.isnan(out).any():
+        raise ValueError(f"{name} contains NaN")
+    if np.isposinf(out).any():
+        raise ValueError(f"{name} contains +inf (log-weights may be -inf, never +inf)")
+    return out
+
+
+def target_ids(target, name="target"):
+    """A target (symbol ids in ``[0, INT32_MAX]``) as a 1-D int64 array, checked.
+
+    Parameters
+    ----------
+    target : sequence of int
+    name : str, default "target"
+        For messages (``"targets[3]"`` for one of a batch).
+
+    Returns
+    -------
+    ndarray of int64
+        ``target`` itself when it already is a 1-D int64 array.
+
+    Raises
+    ------
+    TypeError
+        If the ids are not integers (see :func:`check_integer_dtype`).
+    ValueError
+        For a shape other than 1-D, or an id that is negative or beyond int32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice._checks import target_ids
+    >>> target_ids(np.array([3, 1], dtype=np.uint8)).tolist()
+    [3, 1]
+    >>> target_ids(np.array([1, 2**64 - 1], dtype=np.uint64))
+    Traceback (most recent call last):
+    ...
+    ValueError: target holds the symbol id 18446744073709551615 at position 1, beyond ...
+    """
+    arr = np.asarray(target)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D sequence of symbol ids, got shape {arr.shape}"
+        )
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    check_integer_dtype(name, arr, what="integer symbol ids")
+    check_range(name, arr, 0, what="symbol id")
+    return arr.astype(np.int64, copy=False)
