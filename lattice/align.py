@@ -13,25 +13,36 @@ returns one row per transcript symbol: its first and last frame and its score. T
 * ``symbols.txt``: ``symbol id`` per line (the format of Kaldi / k2 symbol tables).
 
 The table has the columns ``utterance, token, symbol, id, start_frame, end_frame,
-score`` (``end_frame`` exclusive), as CSV or JSON.
+score`` (``end_frame`` exclusive), as CSV or JSON. ``--graph star`` aligns partial
+transcripts: a wildcard absorbs the untranscribed frames (:func:`append_wildcard`).
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
 import csv
+import inspect
 import io
 import json
+import math
+import os
+import re
 import sys
+import unicodedata
 from typing import NamedTuple
 
 import numpy as np
 
 from .engine import viterbi
-from .registry import UnknownGraphError, build
+from .registry import UnknownGraphError, build, get_builder
 
 __all__ = [
+    "DEFAULT_WILDCARD_PENALTY",
+    "WILDCARD_COLUMNS",
     "AlignedToken",
     "AlignmentError",
+    "append_wildcard",
     "forced_align",
     "read_symbol_table",
     "read_transcripts",
@@ -90,6 +101,16 @@ class AlignedToken(NamedTuple):
     score: float
 
 
+#: How :func:`append_wildcard` computes the wildcard column from the other columns.
+WILDCARD_COLUMNS = ("logsumexp", "max")
+
+#: Log-weight per wildcard frame when the wildcard column is appended and no
+#: ``penalty`` is given: log(0.1). A frame then goes to the wildcard rather than to a
+#: transcript symbol only where that symbol has less than a tenth of the probability of
+#: "any non-blank class" (with the default ``logsumexp`` column).
+DEFAULT_WILDCARD_PENALTY = math.log(0.1)
+
+
 def _as_emissions(emissions):
     if type(emissions).__module__.split(".")[0] == "torch":
         emissions = emissions.detach().cpu().double().numpy()
@@ -109,8 +130,128 @@ def _as_emissions(emissions):
     return arr
 
 
-def _min_frames_message(graph_name, target, frames):
+def append_wildcard(emissions, blank=None, method="logsumexp"):
+    """The emissions with one more column, scoring a *wildcard* (star) token.
+
+    The ``star`` graph absorbs untranscribed frames in a wildcard state, which emits
+    one emission column like any state. This makes that column from the model's own
+    scores, per frame, over every class except ``blank``:
+
+    * ``"logsumexp"`` (the star token of Star Temporal Classification): the log of the
+      total probability of the non-blank classes, "some symbol, whichever";
+    * ``"max"``: the score of the best non-blank class.
+
+    The column is appended last, so its class id is ``C``. The star graph adds its
+    ``penalty`` per wildcard frame on top; the column itself holds no penalty.
+
+    Parameters
+    ----------
+    emissions : ndarray or Tensor, shape (B, T, C) or (T, C)
+        Per-frame scores (log-probabilities).
+    blank : int, optional
+        The blank's class id, left out of the column (default: no blank, every class
+        counts).
+    method : {"logsumexp", "max"}, default "logsumexp"
+
+    Returns
+    -------
+    ndarray, shape (B, T, C + 1) or (T, C + 1)
+        The same dtype (float32 stays float32, others become float64).
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown, ``blank`` is outside the classes, or no class is
+        left besides the blank.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice.align import append_wildcard
+    >>> lp = np.log(np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]))   # (T, C), blank 0
+    >>> np.exp(append_wildcard(lp, blank=0)[:, 3]).round(6)
+    array([0.5, 0.9])
+    >>> np.exp(append_wildcard(lp, blank=0, method="max")[:, 3]).round(6)
+    array([0.3, 0.8])
+    """
+    if method not in WILDCARD_COLUMNS:
+        raise ValueError(
+            f"method must be one of {', '.join(map(repr, WILDCARD_COLUMNS))}, "
+            f"got {method!r}"
+        )
+    squeeze = np.ndim(emissions) == 2
+    arr = _as_emissions(emissions)
+    classes = arr.shape[2]
+    if blank is not None:
+        if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)):
+            raise TypeError(f"blank must be an int or None, got {blank!r}")
+        if not 0 <= blank < classes:
+            raise ValueError(
+                f"blank {blank} is outside the {classes} classes [0, {classes})")
+        if classes == 1:
+            raise ValueError("the emissions have no class besides the blank to make a "
+                             "wildcard column from")
+        others = np.delete(arr, int(blank), axis=2)
+    else:
+        if classes == 0:
+            raise ValueError("the emissions have no class to make a wildcard column from")
+        others = arr
+    if method == "logsumexp":
+        column = np.logaddexp.reduce(others, axis=2, keepdims=True)
+    else:
+        column = others.max(axis=2, keepdims=True)
+    out = np.concatenate([arr, column.astype(arr.dtype, copy=False)], axis=2)
+    return out[0] if squeeze else out
+
+
+def _builder_options(graph):
+    """``{name: default}`` of a builder's options (``inspect.Parameter.empty`` when
+    required), or None when they cannot be listed (no signature, or ``**kwargs``)."""
+    builder = get_builder(graph)
+    try:
+        params = list(inspect.signature(builder).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    kind = inspect.Parameter
+    if params and params[0].kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD):
+        params = params[1:]  # the target
+    return {p.name: p.default for p in params
+            if p.kind in (kind.POSITIONAL_OR_KEYWORD, kind.KEYWORD_ONLY)}
+
+
+def _describe_options(accepted):
+    if not accepted:
+        return "(none)"
+    return ", ".join(f"{name} (required)" if default is inspect.Parameter.empty
+                     else f"{name}={default!r}" for name, default in accepted.items())
+
+
+def _check_options(graph, accepted, options):
+    if accepted is None:
+        return
+    for name in options:
+        if name not in accepted:
+            raise TypeError(f"graph {graph!r} has no option {name!r}; its options: "
+                            f"{_describe_options(accepted)}")
+    missing = [n for n, v in accepted.items() if v is inspect.Parameter.empty
+               and n not in options]
+    if missing:
+        hint = ""
+        if "wildcard" in missing:
+            hint = (" (wildcard: the wildcard's class id, or wildcard_column='logsumexp' "
+                    "to append one made from the other columns)")
+        plural = "s" if len(missing) > 1 else ""
+        raise TypeError(f"graph {graph!r} needs the option{plural} "
+                        f"{', '.join(map(repr, missing))}{hint}")
+
+
+def _min_frames_message(graph_name, target, frames, scores):
     k = len(target)
+    if frames == 0:
+        what = "an empty transcript" if k == 0 else "one symbol"
+        return f"it has no frames, and even {what} needs at least one"
     if graph_name == "ctc":
         repeats = int(sum(a == b for a, b in zip(target, target[1:])))
         need = k + repeats
@@ -118,13 +259,19 @@ def _min_frames_message(graph_name, target, frames):
             return (f"its {k} symbols cannot be aligned to {frames} frames (CTC needs at "
                     f"least {need}: one per symbol, plus a blank between each of the "
                     f"{repeats} repeated pair(s))")
-    elif graph_name == "segmentation" and frames < k:
+    elif graph_name in ("segmentation", "star") and frames < k:
         return f"its {k} symbols cannot be aligned to {frames} frames (one frame each)"
+    dead = np.flatnonzero(np.isneginf(scores[:frames]).all(axis=1))
+    if dead.size:
+        return (f"frame {int(dead[0])} has no finite score (every class is -inf"
+                + (f"; {dead.size} such frames" if dead.size > 1 else "")
+                + f"), so its {k} symbols have no alignment with a finite score")
     return (f"its {k} symbols have no alignment with a finite score over {frames} "
             "frames (impossible (-inf) emission scores where the symbols must go?)")
 
 
-def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, **options):
+def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, *,
+                 wildcard_column=None, **options):
     """Best alignment of every transcript, as one row per transcript symbol.
 
     Parameters
@@ -139,13 +286,22 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, **
         The registered topology to align with (``lattice.available_graphs()``).
     symbols : sequence of str, optional
         Name of each class id, for the ``symbol`` column (default: the id).
+    wildcard_column : {None, "logsumexp", "max"}, optional
+        For a graph with a ``wildcard`` option (``"star"``): append a wildcard column
+        made from the other columns (:func:`append_wildcard`, leaving out the graph's
+        ``blank``) and use it as the wildcard, class ``C``; ``penalty`` then defaults
+        to :data:`DEFAULT_WILDCARD_PENALTY` (log 0.1). Default None: the wildcard is
+        ``options["wildcard"]``, a class of the model (e.g. a garbage class).
     **options
-        Passed to the builder, e.g. ``blank=0`` for ``"ctc"``.
+        Passed to the builder, e.g. ``blank=0`` for ``"ctc"``; ``wildcard=``,
+        ``blank=``, ``penalty=``, ``gaps=`` for ``"star"``. Unknown names raise
+        ``TypeError`` listing the builder's options.
 
     Returns
     -------
     list of AlignedToken
-        Utterance by utterance, symbols in transcript order.
+        Utterance by utterance, symbols in transcript order (wildcard and blank frames
+        have no row).
 
     Raises
     ------
@@ -153,8 +309,9 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, **
         If a transcript has no alignment (too long for its frames, or only through
         ``-inf`` scores); the message names the utterance.
     TypeError, ValueError
-        On bad emissions, a count mismatch, or a transcript the builder rejects
-        (e.g. one containing the blank), naming the utterance.
+        On bad emissions, a count mismatch, an option the builder does not have (or a
+        required one missing), or a transcript the builder rejects (e.g. one
+        containing the blank), naming the utterance.
 
     Examples
     --------
@@ -165,7 +322,21 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, **
     ...     print(row.symbol, row.start_frame, row.end_frame, round(row.score, 3))
     a 0 2 -0.446
     b 3 4 -0.223
+
+    A partial transcript (only ``b``) with the ``star`` graph: the wildcard takes the
+    frames of the untranscribed ``a``:
+
+    >>> for row in forced_align(e, [[2]], graph="star", wildcard_column="logsumexp",
+    ...                         blank=0, symbols=["-", "a", "b"]):
+    ...     print(row.symbol, row.start_frame, row.end_frame)
+    b 3 4
     """
+    return _align(emissions, targets, lengths, graph, symbols, wildcard_column, options,
+                  lambda b: f"utterance {b}")
+
+
+def _align(emissions, targets, lengths, graph, symbols, wildcard_column, options, where):
+    """:func:`forced_align`, with ``where(b)`` naming utterance ``b`` in messages."""
     arr = _as_emissions(emissions)
     size, frames, classes = arr.shape
     targets = [list(t) for t in targets]
@@ -173,29 +344,54 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, **
         raise ValueError(f"got {len(targets)} transcripts for {size} utterances of emissions")
     if symbols is not None and len(symbols) < classes:
         raise ValueError(f"symbols names {len(symbols)} classes, emissions have {classes}")
+    accepted = _builder_options(graph)
+    options = dict(options)
+    if wildcard_column is not None:
+        if wildcard_column not in WILDCARD_COLUMNS:
+            raise ValueError(f"wildcard_column must be None or one of "
+                             f"{', '.join(map(repr, WILDCARD_COLUMNS))}, "
+                             f"got {wildcard_column!r}")
+        if accepted is not None and "wildcard" not in accepted:
+            raise TypeError(f"graph {graph!r} has no wildcard option for wildcard_column; "
+                            f"its options: {_describe_options(accepted)}")
+        if options.get("wildcard", classes) != classes:
+            raise ValueError(f"wildcard_column appends the wildcard as class {classes}; "
+                             f"got wildcard={options['wildcard']!r} too")
+        blank = options.get("blank", (accepted or {}).get("blank"))
+        if blank is inspect.Parameter.empty:
+            blank = None
+        arr = append_wildcard(arr, blank, wildcard_column)
+        options["wildcard"] = classes
+        if accepted is None or "penalty" in accepted:
+            options.setdefault("penalty", DEFAULT_WILDCARD_PENALTY)
+    _check_options(graph, accepted, options)
     graphs = []
     for b, target in enumerate(targets):
         bad = [c for c in target if not 0 <= int(c) < classes]
         if bad:
             raise ValueError(
-                f"utterance {b}: symbol id {bad[0]} is outside the {classes} emission "
+                f"{where(b)}: symbol id {bad[0]} is outside the {classes} emission "
                 f"classes [0, {classes})"
             )
         try:
-            graphs.append(build(graph, target, **options))
+            g = build(graph, target, **options)
         except UnknownGraphError:
             raise
         except (TypeError, ValueError) as exc:
-            raise type(exc)(f"utterance {b}: {exc}") from None
+            raise type(exc)(f"{where(b)}: {exc}") from None
+        labels = g.labels
+        if labels.size and int(labels.max()) >= arr.shape[2]:
+            raise ValueError(f"{where(b)}: the {graph!r} graph uses class "
+                             f"{int(labels.max())}, but the emissions have {classes} "
+                             "classes (an option out of range?)")
+        graphs.append(g)
     ali = viterbi(arr, graphs, lengths)
-    n_frames = (ali.states >= 0).sum(axis=1) if lengths is None else np.asarray(lengths)
+    n_frames = np.full(size, frames) if lengths is None else np.asarray(lengths)
     rows = []
     for b, target in enumerate(targets):
         if not np.isfinite(ali.score[b]):
-            raise AlignmentError(
-                f"utterance {b}: " + _min_frames_message(graph, target, int(
-                    frames if lengths is None else n_frames[b]))
-            )
+            raise AlignmentError(f"{where(b)}: " + _min_frames_message(
+                graph, target, int(n_frames[b]), arr[b]))
         for token, start, end in ali.segments(b):
             c = int(target[token])
             score = float(arr[b, start:end, c].sum())
@@ -204,12 +400,63 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, **
     return rows
 
 
+def _read_lines(path):
+    """The lines of a UTF-8 text file (``\\n``, ``\\r\\n`` or ``\\r`` line ends).
+
+    Only line ends split lines (not the other characters ``str.splitlines`` takes,
+    such as U+2028), so line numbers are those of an editor. A leading byte-order mark
+    is dropped. Bytes that are not UTF-8 raise ``ValueError`` naming the line.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte "
+                         f"0x{data[exc.start]:02x} at byte {column} of the line)") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _codepoint(ch):
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}{' ' + name if name else ''}"
+
+
+def _char(ch):
+    """``'²' (U+00B2 SUPERSCRIPT TWO)``: a character as a message shows it."""
+    return f"{ch!r} ({_codepoint(ch)})"
+
+
+def _item(item):
+    """An item of a line as a message shows it, spelling out an odd character in it."""
+    odd = next((ch for ch in item if not ch.isascii() or not ch.isprintable()), None)
+    if odd is None:
+        return repr(item)
+    if item == odd:
+        return _char(odd)
+    return f"{item!r} (holding {odd!r}, {_codepoint(odd)})"
+
+
+def _is_id(item):
+    """A non-negative integer in ASCII digits (``int()`` would also read other
+    scripts' digits, such as '３', and ``str.isdigit`` accepts '²', which it cannot)."""
+    return item.isascii() and item.isdigit()
+
+
 def read_symbol_table(path):
     """Read a symbol table: one ``symbol id`` pair per line.
 
     Parameters
     ----------
     path : str or path
+        A UTF-8 text file; empty lines are skipped.
 
     Returns
     -------
@@ -218,7 +465,9 @@ def read_symbol_table(path):
     Raises
     ------
     ValueError
-        On a malformed line, or a symbol or id listed twice (naming the line).
+        On a malformed line (not two fields, or an id that is not a non-negative
+        integer in ASCII digits), a symbol or id listed twice, text that is not UTF-8,
+        or an empty table; the message names the file and line.
     OSError
         If the file cannot be read.
 
@@ -232,26 +481,60 @@ def read_symbol_table(path):
     {'<blank>': 0, 'a': 1, 'b': 2}
     """
     table, seen = {}, {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise ValueError(f"{path}, line {n}: expected `symbol id`, got {line.strip()!r}")
-            symbol, i = parts[0], int(parts[1])
-            if i < 0:
-                raise ValueError(f"{path}, line {n}: negative id {i}")
-            if symbol in table:
-                raise ValueError(f"{path}, line {n}: symbol {symbol!r} is listed twice")
-            if i in seen:
-                raise ValueError(
-                    f"{path}, line {n}: id {i} is listed twice ({seen[i]!r} and {symbol!r})"
-                )
-            table[symbol], seen[i] = i, symbol
+    for n, line in enumerate(_read_lines(path), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not _is_id(parts[1].removeprefix("-")):
+            raise ValueError(f"{path}, line {n}: expected `symbol id` (an id in ASCII "
+                             f"digits), got {line.strip()!r}")
+        symbol, i = parts[0], int(parts[1])
+        if i < 0:
+            raise ValueError(f"{path}, line {n}: negative id {i}")
+        if symbol in table:
+            raise ValueError(f"{path}, line {n}: symbol {symbol!r} is listed twice")
+        if i in seen:
+            raise ValueError(
+                f"{path}, line {n}: id {i} is listed twice ({seen[i]!r} and {symbol!r})"
+            )
+        table[symbol], seen[i] = i, symbol
     if not table:
         raise ValueError(f"{path}: the symbol table is empty")
     return table
+
+
+def _parse_transcripts(path, symbols=None, split="auto", table="the symbol table"):
+    """Transcripts as ``(ids, positions)`` per line; positions count characters from 1."""
+    if split not in ("auto", "chars", "space"):
+        raise ValueError(f"split must be 'auto', 'chars' or 'space', got {split!r}")
+    out = []
+    for n, line in enumerate(_read_lines(path), 1):
+        by_space = symbols is None or split == "space" or (
+            split == "auto" and any(ch.isspace() for ch in line.strip()))
+        if by_space:
+            items = [(m.start() + 1, m.group()) for m in re.finditer(r"\S+", line)]
+        else:
+            lead = len(line) - len(line.lstrip())
+            items = [(lead + i + 1, ch) for i, ch in enumerate(line.strip())]
+        ids, positions = [], []
+        for pos, item in items:
+            where = f"{path}, line {n}, position {pos}"
+            if symbols is None:
+                if not _is_id(item):
+                    raise ValueError(
+                        f"{where}: {_item(item)} is not a symbol id (a non-negative "
+                        "integer in ASCII digits); pass a symbol table (--symbols) to read "
+                        "symbols"
+                    )
+                ids.append(int(item))
+            elif item not in symbols:
+                what = f"character {_char(item)}" if len(item) == 1 else f"symbol {item!r}"
+                raise ValueError(f"{where}: {what} is not in {table}")
+            else:
+                ids.append(symbols[item])
+            positions.append(pos)
+        out.append((ids, positions))
+    return out
 
 
 def read_transcripts(path, symbols=None, split="auto"):
@@ -260,9 +543,10 @@ def read_transcripts(path, symbols=None, split="auto"):
     Parameters
     ----------
     path : str or path
+        A UTF-8 text file. Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` only.
     symbols : dict of str to int, optional
         A symbol table (:func:`read_symbol_table`). Without one, every line holds
-        whitespace-separated integer ids.
+        whitespace-separated integer ids (ASCII digits).
     split : {"auto", "chars", "space"}
         With a symbol table: ``"chars"`` reads every character as a symbol,
         ``"space"`` splits on whitespace, ``"auto"`` splits on whitespace when the
@@ -276,7 +560,9 @@ def read_transcripts(path, symbols=None, split="auto"):
     Raises
     ------
     ValueError
-        On an unknown symbol or a non-integer id, naming the line.
+        On an unknown symbol or a non-integer id, naming the file, the line, the
+        position (in characters, from 1) and the character; on text that is not UTF-8,
+        naming the line.
 
     Examples
     --------
@@ -287,35 +573,7 @@ def read_transcripts(path, symbols=None, split="auto"):
     >>> read_transcripts(path, {"a": 1, "b": 2})
     [[1, 2, 2, 1], [2, 1]]
     """
-    if split not in ("auto", "chars", "space"):
-        raise ValueError(f"split must be 'auto', 'chars' or 'space', got {split!r}")
-    out = []
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    for n, line in enumerate(lines, 1):
-        line = line.strip()
-        if symbols is None:
-            ids = []
-            for item in line.split():
-                if not item.isdigit():
-                    raise ValueError(
-                        f"{path}, line {n}: {item!r} is not a symbol id (a non-negative "
-                        "integer); pass a symbol table (--symbols) to read symbols"
-                    )
-                ids.append(int(item))
-            out.append(ids)
-            continue
-        by_space = split == "space" or (split == "auto" and any(ch.isspace() for ch in line))
-        items = line.split() if by_space else list(line)
-        ids = []
-        for item in items:
-            if item not in symbols:
-                raise ValueError(
-                    f"{path}, line {n}: symbol {item!r} is not in the symbol table"
-                )
-            ids.append(symbols[item])
-        out.append(ids)
-    return out
+    return [ids for ids, _ in _parse_transcripts(path, symbols, split)]
 
 
 def write_table(rows, file=None, fmt="csv"):
@@ -365,6 +623,29 @@ def write_table(rows, file=None, fmt="csv"):
 # the command line
 # ----------------------------------------------------------------------------------
 
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+def _graph_option(text):
+    """argparse type of ``--graph-option NAME=VALUE``: ``(name, value)``.
+
+    VALUE is a Python literal (``ast.literal_eval``: ``3``, ``-2.5``, ``'edges'``,
+    ``None``, ``[1, 2]``); a bare word such as ``edges`` is taken as a string.
+    """
+    name, sep, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (NAME a builder option), "
+                                         f"got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        if _WORD.fullmatch(value):
+            return name, value
+    raise argparse.ArgumentTypeError(
+        f"expected NAME=VALUE with VALUE a Python literal (3, -2.5, 'text', True, None, "
+        f"[1, 2]) or a bare word, got {text!r}")
+
 
 def add_arguments(parser):
     """Declare the ``lattice align`` arguments on an argparse parser.
@@ -376,9 +657,12 @@ def add_arguments(parser):
     >>> p = argparse.ArgumentParser(); add_arguments(p)
     >>> p.parse_args(["e.npy", "t.txt", "--format", "json"]).format
     'json'
+    >>> p.parse_args(["e.npy", "t.txt", "--graph-option", "gaps=edges",
+    ...               "--graph-option", "penalty=-1.5"]).graph_options
+    [('gaps', 'edges'), ('penalty', -1.5)]
     """
     parser.add_argument("emissions", help="a .npy array (T, C) or (B, T, C) of per-frame "
-                        "scores (log-probabilities)")
+                        "scores (log-probabilities), floating point")
     parser.add_argument("transcripts", help="one transcript per line: symbol ids "
                         "separated by spaces, or symbols with --symbols")
     parser.add_argument("--symbols", metavar="FILE",
@@ -391,60 +675,211 @@ def add_arguments(parser):
                         "separated integers (default: all T frames)")
     parser.add_argument("--graph", default="ctc",
                         help="the alignment topology (default ctc; see "
-                        "lattice.available_graphs())")
-    parser.add_argument("--blank", default=None,
-                        help="ctc: the blank's id (an integer), or its name in the "
-                        "symbol table (default: id 0)")
+                        "lattice.available_graphs()); star: a partial transcript, with "
+                        "a wildcard for the untranscribed frames")
+    parser.add_argument("--blank", default=None, metavar="ID",
+                        help="graphs with a blank (ctc, star): the blank's id, or its name "
+                        "in the symbol table (default: the graph's, 0 for ctc, none for "
+                        "star)")
+    parser.add_argument("--wildcard", default=None, metavar="ID",
+                        help="star: the wildcard's class id, or its name in the symbol "
+                        "table; C (the default) is a column appended to the C columns of "
+                        "the emissions (--wildcard-column), an id below C a class of the "
+                        "model (e.g. a garbage class) and nothing is appended")
+    parser.add_argument("--wildcard-column", choices=WILDCARD_COLUMNS, default=None,
+                        help="star: how the appended wildcard column is made, per frame, "
+                        "from the columns other than the blank: logsumexp (their total "
+                        "probability, the star token of STC; the default) or max (the "
+                        "best one)")
+    parser.add_argument("--wildcard-penalty", type=float, default=None, metavar="LOGW",
+                        help="star: log-weight added per wildcard frame (default "
+                        f"log(0.1) = {DEFAULT_WILDCARD_PENALTY:.4f} with an appended "
+                        "column, 0 for a class of the model)")
+    parser.add_argument("--graph-option", dest="graph_options", action="append",
+                        type=_graph_option, metavar="NAME=VALUE",
+                        help="an option of the graph builder, repeatable, e.g. "
+                        "gaps=edges for star, min_frames=2 for segmentation, "
+                        "between='required' for ctc; VALUE is a Python literal or a "
+                        "bare word")
     parser.add_argument("--log-softmax", action="store_true",
                         help="normalise the emissions with log_softmax first (for logits)")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="where to write the table (default: standard output)")
     parser.add_argument("--format", choices=("csv", "json"),
-                        help="table format (default: from the output's extension, else csv)")
+                        help="table format (default: from the output's extension, else "
+                        "csv)")
 
 
 class _UsageError(Exception):
     pass
 
 
-def _load_emissions(path):
+def _size(n):
+    """``745.1 GiB``: a byte count as a message shows it."""
+    if n < 1024:
+        return f"{n} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        n /= 1024
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}"
+
+
+def _check_path(path, what):
+    if not os.path.exists(path):
+        raise _UsageError(f"{what} file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise _UsageError(f"{what} file {path!r} is a directory")
+
+
+def _read_text(path, what, read):
+    """``read(path)`` of a text file, with missing files and OS errors as messages."""
+    _check_path(path, what)
     try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise _UsageError(f"emissions file {path!r} does not exist") from None
+        return read(path)
+    except OSError as exc:
+        raise _UsageError(f"cannot read the {what} file {path!r}: "
+                          f"{exc.strerror or exc}") from None
+
+
+_MAX_HEADER = 10000  # numpy.load's default max_header_size
+
+
+def _read_npy(path, what, check):
+    """A .npy array, memory-mapped, after its header passed ``check(shape, dtype)`` and
+    the size it declares was found in the file; never unpickles."""
+    _check_path(path, what)
+    if not os.path.isfile(path):
+        raise _UsageError(f"{what} file {path!r} is not a regular file")
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise _UsageError(f"{what} file {path!r} is empty (0 bytes), not a .npy "
+                                  "array")
+            head = f.read(len(fmt.MAGIC_PREFIX))
+            if head.startswith(b"PK\x03\x04"):
+                raise _UsageError(f"{what} file {path!r} is an .npz archive; save one "
+                                  "array with numpy.save")
+            if head != fmt.MAGIC_PREFIX:
+                raise _UsageError(f"{what} file {path!r} is not a .npy file (it does "
+                                  "not start with the NumPy magic string; save it with "
+                                  "numpy.save)")
+            f.seek(0)
+            try:
+                version = fmt.read_magic(f)
+            except ValueError:
+                raise _UsageError(f"{what} file {path!r}: the .npy header is "
+                                  "truncated") from None
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise _UsageError(f"{what} file {path!r}: unsupported .npy format version "
+                                  f"{version[0]}.{version[1]}")
+            width = 2 if version == (1, 0) else 4
+            raw = f.read(width)
+            if len(raw) < width:
+                raise _UsageError(f"{what} file {path!r}: the .npy header is truncated")
+            header = int.from_bytes(raw, "little")
+            if header > _MAX_HEADER:
+                raise _UsageError(f"{what} file {path!r}: the .npy header is {header} "
+                                  "bytes long, more than a plain array needs (corrupt?)")
+            f.seek(len(fmt.MAGIC_PREFIX) + 2)
+            # version 3.0 differs from 2.0 only in a UTF-8 header, which for any plain
+            # numeric array is ASCII: 2.0's reader reads it the same
+            reader = (fmt.read_array_header_1_0 if version == (1, 0)
+                      else fmt.read_array_header_2_0)
+            try:
+                shape, fortran_order, dtype = reader(f, max_header_size=_MAX_HEADER)
+            except Exception as exc:  # noqa: BLE001 - any failure to parse a hostile header
+                raise _UsageError(f"{what} file {path!r}: cannot read the .npy header "
+                                  f"({type(exc).__name__}: {exc})") from None
+            data = size - f.tell()
+    except OSError as exc:
+        raise _UsageError(f"cannot read the {what} file {path!r}: "
+                          f"{exc.strerror or exc}") from None
+    if any(n < 0 for n in shape):
+        raise _UsageError(f"{what} file {path!r}: its .npy header declares the shape "
+                          f"{shape}, with a negative length")
+    if dtype.hasobject:
+        raise _UsageError(f"{what} file {path!r} holds Python objects (dtype {dtype}); "
+                          "lattice align never unpickles a file: save a numeric array")
+    check(shape, dtype)
+    declared = math.prod(shape) * dtype.itemsize
+    if data < declared:
+        raise _UsageError(
+            f"{what} file {path!r}: its .npy header declares a {dtype.name} array of shape "
+            f"{shape} ({_size(declared)}), but the file holds only {data} bytes after the "
+            "header: it is truncated, or not what its header says")
+    if declared == 0:
+        return np.zeros(shape, dtype)
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise _UsageError(f"cannot read {path!r} as a .npy array: {exc}") from None
-    if isinstance(arr, np.lib.npyio.NpzFile):
-        raise _UsageError(f"{path!r} is an .npz archive; save one array with numpy.save")
-    if arr.ndim not in (2, 3):
-        raise _UsageError(f"{path!r}: emissions must have shape (T, C) or (B, T, C), "
-                          f"got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise _UsageError(f"{path!r}: emissions must be floating point, got {arr.dtype}")
-    if np.isnan(arr).any() or np.isposinf(arr).any():
-        raise _UsageError(f"{path!r}: emissions contain NaN or +inf")
+
+
+def _load_emissions(path):
+    def check(shape, dtype):
+        if dtype.kind != "f" or dtype.fields is not None:
+            raise _UsageError(f"emissions file {path!r}: emissions must be floating point "
+                              f"(float16, float32 or float64), got {dtype}")
+        if len(shape) not in (2, 3):
+            raise _UsageError(f"emissions file {path!r}: emissions must have shape (T, C) "
+                              f"or (B, T, C), got {shape}")
+        if shape[-1] == 0:
+            raise _UsageError(f"emissions file {path!r} has no classes (shape {shape})")
+
+    arr = _read_npy(path, "emissions", check)
+    cube = arr.reshape((1,) + arr.shape) if arr.ndim == 2 else arr
+    _, frames, classes = cube.shape
+    step = max(1, (1 << 24) // max(1, frames * classes))
+    for b0 in range(0, cube.shape[0], step):
+        block = cube[b0:b0 + step]
+        bad = np.isnan(block) | np.isposinf(block)
+        if bad.any():
+            b, t, c = (int(i) for i in np.argwhere(bad)[0])
+            what = "NaN" if np.isnan(block[b, t, c]) else "+inf"
+            raise _UsageError(f"emissions file {path!r}: utterance {b0 + b}, frame {t} "
+                              f"holds {what} (class {c}); scores must be finite or -inf")
     return arr
 
 
-def _load_lengths(path):
-    try:
-        if str(path).endswith(".npy"):
-            arr = np.load(path, allow_pickle=False)
-        else:
-            with open(path, encoding="utf-8") as f:
-                arr = np.array([int(x) for x in f.read().split()])
-    except FileNotFoundError:
-        raise _UsageError(f"lengths file {path!r} does not exist") from None
-    except (ValueError, OSError) as exc:
-        raise _UsageError(f"cannot read lengths from {path!r}: {exc}") from None
-    return arr.reshape(-1)
+def _load_lengths(path, size, frames):
+    def check(shape, dtype):
+        if dtype.kind not in "iu":
+            raise _UsageError(f"lengths file {path!r}: lengths must be integers, "
+                              f"got {dtype}")
+
+    if str(path).endswith(".npy"):
+        arr = np.asarray(_read_npy(path, "lengths", check)).reshape(-1)
+    else:
+        def read(p):
+            values = []
+            for n, line in enumerate(_read_lines(p), 1):
+                for m in re.finditer(r"\S+", line):
+                    if not _is_id(m.group()):
+                        raise _UsageError(f"{p}, line {n}, position {m.start() + 1}: "
+                                          f"{_item(m.group())} is not a length (a "
+                                          "non-negative integer in ASCII digits)")
+                    values.append(int(m.group()))
+            return np.array(values, dtype=np.int64)
+
+        arr = _read_text(path, "lengths", read)
+    if arr.shape != (size,):
+        raise _UsageError(f"{path!r} holds {arr.size} lengths for {size} utterances")
+    bad = np.flatnonzero((arr < 0) | (arr > frames))
+    if bad.size:
+        b = int(bad[0])
+        raise _UsageError(f"{path!r}: utterance {b} has length {int(arr[b])}, outside "
+                          f"[0, {frames}] (the frames of the emissions)")
+    return arr.astype(np.int64)
 
 
 def main(args):
     """Run ``lattice align`` with parsed arguments; returns the exit status.
 
-    Errors (missing or malformed files, a transcript that cannot fit) are printed as
-    ``lattice align: error: ...`` and give status 1.
+    Errors (missing or malformed files, a transcript that cannot fit, a bad option)
+    are printed as one line ``lattice align: error: ...`` naming the file (and line)
+    and give status 1; malformed command-line syntax is argparse's status 2.
 
     Examples
     --------
@@ -463,7 +898,7 @@ def main(args):
     """
     try:
         rows = _run(args)
-    except (_UsageError, ValueError, TypeError, OSError) as exc:
+    except (_UsageError, ValueError, TypeError, OSError, ImportError) as exc:
         print(f"lattice align: error: {exc}", file=sys.stderr)
         return 1
     fmt = args.format
@@ -471,59 +906,156 @@ def main(args):
         fmt = "json" if str(args.output or "").lower().endswith(".json") else "csv"
     try:
         write_table(rows, args.output, fmt)
+        if args.output is None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`lattice align ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except OSError as exc:
-        print(f"lattice align: error: cannot write {args.output!r}: {exc}", file=sys.stderr)
+        where = "standard output" if args.output is None else repr(args.output)
+        print(f"lattice align: error: cannot write {where}: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def _run(args):
-    emissions = _load_emissions(args.emissions)
-    if emissions.ndim == 2:
-        emissions = emissions[None]
-    if args.log_softmax:
-        with np.errstate(invalid="ignore"):
-            emissions = emissions - np.logaddexp.reduce(emissions, axis=-1, keepdims=True)
-    table = read_symbol_table(args.symbols) if args.symbols else None
-    try:
-        targets = read_transcripts(args.transcripts, table, args.split)
-    except FileNotFoundError:
-        raise _UsageError(f"transcripts file {args.transcripts!r} does not exist") from None
-    size, frames, classes = emissions.shape
-    if len(targets) != size:
+def _class_id(option, text, table):
+    """An option's class id: ASCII digits are an id, anything else a symbol name."""
+    if _is_id(text):  # an integer is an id, even where a symbol has that name
+        return int(text)
+    if table is not None and text in table:
+        return table[text]
+    raise _UsageError(f"{option} {text!r} is neither an id nor a symbol in the symbol "
+                      "table")
+
+
+def _resolve_options(args, table, classes):
+    """The builder options, the wildcard column and the blank from the command line."""
+    graph = args.graph
+    accepted = _builder_options(graph)
+
+    def has(name):
+        return accepted is None or name in accepted
+
+    options = {}
+    for name, value in args.graph_options or ():
+        if name in options:
+            raise _UsageError(f"--graph-option {name} is given twice")
+        if not has(name):
+            raise _UsageError(f"--graph-option {name}: the {graph!r} graph has no option "
+                              f"{name!r}; its options: {_describe_options(accepted)}")
+        options[name] = value
+
+    def flag(option, name, value):
+        if name in options:
+            raise _UsageError(f"{option} and --graph-option {name} both set the {name!r} "
+                              "option; give one of them")
+        options[name] = value
+
+    if args.blank is not None:
+        if not has("blank"):
+            raise _UsageError(f"--blank: the {graph!r} graph has no blank option; its "
+                              f"options: {_describe_options(accepted)}")
+        flag("--blank", "blank", _class_id("--blank", args.blank, table))
+    column = None
+    wild = [(o, v) for o, v in (("--wildcard", args.wildcard),
+                                ("--wildcard-column", args.wildcard_column),
+                                ("--wildcard-penalty", args.wildcard_penalty))
+            if v is not None]
+    if not has("wildcard"):
+        if wild:
+            raise _UsageError(f"{wild[0][0]} applies to graphs with a wildcard (star), not "
+                              f"{graph!r}")
+    else:
+        if args.wildcard is not None:
+            flag("--wildcard", "wildcard", _class_id("--wildcard", args.wildcard, table))
+        if args.wildcard_penalty is not None:
+            if not has("penalty"):
+                raise _UsageError(f"--wildcard-penalty: the {graph!r} graph has no penalty "
+                                  f"option; its options: {_describe_options(accepted)}")
+            flag("--wildcard-penalty", "penalty", args.wildcard_penalty)
+        wildcard = options.get("wildcard")
+        if wildcard is None or (isinstance(wildcard, int) and wildcard == classes):
+            options.pop("wildcard", None)
+            column = args.wildcard_column or "logsumexp"
+        else:
+            if args.wildcard_column is not None:
+                raise _UsageError(f"--wildcard-column makes an appended wildcard column "
+                                  f"(class {classes}), but --wildcard {wildcard} names a "
+                                  "class of the model: give one of the two")
+            if isinstance(wildcard, int) and not 0 <= wildcard < classes:
+                raise _UsageError(f"--wildcard {wildcard} is outside 0..{classes} "
+                                  f"(0..{classes - 1}: the model's classes, {classes}: the "
+                                  "appended column)")
+    blank = options.get("blank", (accepted or {}).get("blank"))
+    if isinstance(blank, int) and not isinstance(blank, bool) and not 0 <= blank < classes:
+        raise _UsageError(f"--blank {blank} is outside the {classes} emission classes")
+    return options, column, blank
+
+
+def _log_softmax(arr, lengths, path):
+    """``arr - logsumexp(arr)``; a frame with no finite score is an error unless it is
+    padding past its utterance's length (it stays -inf)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lse = np.logaddexp.reduce(arr, axis=-1, keepdims=True)
+    dead = np.isneginf(lse[..., 0])
+    if lengths is not None:
+        dead &= np.arange(arr.shape[1])[None, :] < lengths[:, None]
+    if dead.any():
+        b, t = (int(i) for i in np.argwhere(dead)[0])
+        more = int(dead.sum()) - 1
         raise _UsageError(
-            f"{args.transcripts!r} has {len(targets)} transcript line(s), but the "
-            f"emissions hold {size} utterance(s)"
-        )
+            f"--log-softmax: utterance {b}, frame {t} of {path!r} has no finite score (all "
+            f"{arr.shape[2]} classes are -inf), so it cannot be normalised"
+            + (f"; {more} more such frame(s)" if more else ""))
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isneginf(lse), arr, arr - lse)
+
+
+def _run(args):
+    loaded = _load_emissions(args.emissions)
+    emissions = loaded[None] if loaded.ndim == 2 else loaded
+    size, frames, classes = emissions.shape
+    lengths = _load_lengths(args.lengths, size, frames) if args.lengths else None
+    if args.log_softmax:
+        emissions = _log_softmax(emissions, lengths, args.emissions)
+    table = None
+    if args.symbols:
+        table = _read_text(args.symbols, "symbol table", read_symbol_table)
+    parsed = _read_text(args.transcripts, "transcripts", lambda p: _parse_transcripts(
+        p, table, args.split, f"the symbol table {args.symbols}"))
+    if len(parsed) != size:
+        n = len(parsed)
+        empty = next((k for k in range(n) if parsed[n - 1 - k][0]), n)
+        hint = ""
+        if n > size and empty:
+            hint = (f"; its last {empty} line(s) are empty (an empty line is an empty "
+                    "transcript)")
+        raise _UsageError(
+            f"{args.transcripts!r} has {n} transcript line{'' if n == 1 else 's'}, but "
+            f"{args.emissions!r} holds {size} utterance{'' if size == 1 else 's'} (shape "
+            f"{loaded.shape}){hint}")
     names = None
     if table is not None:
         names = [str(i) for i in range(classes)]
         for symbol, i in table.items():
             if i < classes:
                 names[i] = symbol
-    options = {}
-    if args.graph == "ctc":
-        blank = "0" if args.blank is None else args.blank
-        if blank.isdigit():  # an integer is an id, even where a symbol has that name
-            blank = int(blank)
-        elif table is not None and blank in table:
-            blank = table[blank]
-        else:
-            raise _UsageError(f"--blank {blank!r} is neither an id nor a symbol in the "
-                              "symbol table")
-        if not 0 <= blank < classes:
-            raise _UsageError(f"--blank {blank} is outside the {classes} emission classes")
-        options["blank"] = blank
-    elif args.blank is not None:
-        raise _UsageError(f"--blank applies to the ctc graph, not {args.graph!r}")
-    lengths = None
-    if args.lengths:
-        lengths = _load_lengths(args.lengths)
-        if lengths.shape != (size,):
-            raise _UsageError(f"{args.lengths!r} holds {lengths.size} lengths for {size} "
-                              "utterances")
-        if lengths.min(initial=0) < 0 or lengths.max(initial=0) > frames:
-            raise _UsageError(f"{args.lengths!r}: lengths must lie in [0, {frames}]")
-    return forced_align(emissions, targets, lengths, graph=args.graph, symbols=names,
-                        **options)
-
+    options, column, blank = _resolve_options(args, table, classes)
+    wildcard = options.get("wildcard")
+    by_id = {i: s for s, i in table.items()} if table is not None else {}
+    for n, (ids, positions) in enumerate(parsed, 1):
+        for c, pos in zip(ids, positions):
+            what = f"symbol {by_id[c]!r} (id {c})" if c in by_id else f"symbol id {c}"
+            where = f"{args.transcripts}, line {n}, position {pos}"
+            if not c < classes:
+                raise _UsageError(f"{where}: {what} is outside the {classes} emission "
+                                  f"classes [0, {classes}) of {args.emissions!r}")
+            for role, value in (("blank", blank), ("wildcard", wildcard)):
+                if c == value:
+                    raise _UsageError(f"{where}: {what} is the {role} of the "
+                                      f"{args.graph!r} graph; a transcript cannot contain "
+                                      "it")
+    return _align(emissions, [ids for ids, _ in parsed], lengths, args.graph, names,
+                  column, options, lambda b: f"{args.transcripts}, line {b + 1}")

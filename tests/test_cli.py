@@ -140,19 +140,21 @@ def _fails(args, match, capsys):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda d: [d / "e.npy", d / "t.txt", "--blank", "3"], "blank id 3"),
+        (lambda d: [d / "e.npy", d / "t.txt", "--blank", "3"],
+         "t.txt, line 2, position 1: symbol id 3 is the blank"),
         (lambda d: [d / "missing.npy", d / "t.txt"], "does not exist"),
-        (lambda d: [d / "t.txt", d / "t.txt"], "as a .npy array"),
+        (lambda d: [d / "t.txt", d / "t.txt"], "is not a .npy file"),
         (lambda d: [d / "e.npy", d / "missing.txt"], "does not exist"),
         (lambda d: [d / "e.npy", d / "sym.txt"], "'-' is not a symbol id"),
         (lambda d: [d / "e.npy", d / "t.txt", "--symbols", d / "t.txt"], "expected `symbol id`"),
         (lambda d: [d / "e.npy", d / "t.txt", "--blank", "x"], "--blank 'x'"),
         (lambda d: [d / "e.npy", d / "t.txt", "--blank", "7"], "outside the 4 emission"),
         (lambda d: [d / "e.npy", d / "t.txt", "--graph", "segmentation", "--blank", "1"],
-         "--blank applies to the ctc graph"),
+         "--blank: the 'segmentation' graph has no blank option"),
         (lambda d: [d / "e.npy", d / "t.txt", "--graph", "nope"], "no graph builder named"),
         (lambda d: [d / "e.npy", d / "t.txt", "--lengths", d / "t.txt"], "holds 3 lengths"),
-        (lambda d: [d / "e.npy", d / "t.txt", "--lengths", d / "sym.txt"], "cannot read lengths"),
+        (lambda d: [d / "e.npy", d / "t.txt", "--lengths", d / "sym.txt"],
+         "sym.txt, line 1, position 1: '-' is not a length"),
     ],
 )
 def test_align_errors(files, make, match, capsys):
@@ -162,18 +164,19 @@ def test_align_errors(files, make, match, capsys):
 def test_align_errors_on_content(files, capsys):
     d = files
     (d / "long.txt").write_text("1 1 2 2 3\n3\n")
-    _fails([d / "e.npy", d / "long.txt"], "utterance 0: its 5 symbols cannot be aligned to 5 "
-           "frames (CTC needs at least 7", capsys)
+    _fails([d / "e.npy", d / "long.txt"], "long.txt, line 1: its 5 symbols cannot be aligned "
+           "to 5 frames (CTC needs at least 7", capsys)
     (d / "three.txt").write_text("1\n2\n3\n")
-    _fails([d / "e.npy", d / "three.txt"], "has 3 transcript line(s), but the emissions hold 2",
-           capsys)
+    _fails([d / "e.npy", d / "three.txt"], "three.txt' has 3 transcript lines, but", capsys)
     (d / "chars.txt").write_text("ab\nz\n")
     _fails([d / "e.npy", d / "chars.txt", "--symbols", d / "sym.txt"],
-           "line 2: symbol 'z' is not in the symbol table", capsys)
+           "chars.txt, line 2, position 1: character 'z' (U+007A LATIN SMALL LETTER Z) is "
+           "not in the symbol table", capsys)
     (d / "big.txt").write_text("1\n9\n")
-    _fails([d / "e.npy", d / "big.txt"], "utterance 1: symbol id 9 is outside the 4", capsys)
+    _fails([d / "e.npy", d / "big.txt"], "big.txt, line 2, position 1: symbol id 9 is outside "
+           "the 4", capsys)
     np.save(d / "nan.npy", np.full((2, 5, 4), np.nan))
-    _fails([d / "nan.npy", d / "t.txt"], "NaN or +inf", capsys)
+    _fails([d / "nan.npy", d / "t.txt"], "utterance 0, frame 0 holds NaN", capsys)
     np.save(d / "flat.npy", np.zeros(5))
     _fails([d / "flat.npy", d / "t.txt"], "shape (T, C) or (B, T, C)", capsys)
     np.save(d / "int.npy", np.zeros((2, 5, 4), dtype=int))
