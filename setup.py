@@ -49,13 +49,24 @@ OPENMP_PROBE = textwrap.dedent(
 )
 
 
+def layout_constants():
+    """The kernels' layout constants (lattice/_layout.py), which the Python side
+    imports too: loaded by path, as the package cannot be imported before it is
+    built."""
+    import runpy
+
+    layout = runpy.run_path(str(HERE / "lattice" / "_layout.py"))
+    return {name: layout[name] for name in layout["TEMPLATE_NAMES"]}
+
+
 def render_templates():
     from Cython import Tempita
 
+    constants = layout_constants()
     for template in TEMPLATES:
         source = HERE / template
         target = source.with_suffix("")  # drop ".tp"
-        text = Tempita.sub(source.read_text(), name=str(source))
+        text = Tempita.sub(source.read_text(), name=str(source), **constants)
         if not target.exists() or target.read_text() != text:
             target.write_text(text)
 
@@ -113,7 +124,7 @@ def extensions():
         "lattice._core",
         ["lattice/_core.pyx"],
         include_dirs=["lattice"],
-        depends=["lattice/_vmath.h", "lattice/_rows.h"],
+        depends=["lattice/_vmath.h", "lattice/_rows.h", "lattice/_layout.py"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

@@ -16,7 +16,7 @@ except ImportError as exc:  # pragma: no cover - depends on how lattice was inst
         f"running Python from the repository root. Original error: {exc}"
     ) from exc
 
-from . import compose, decode, registry, weights
+from . import backends, compose, decode, registry, weights
 from ._threads import (
     get_num_threads,
     max_threads,
@@ -41,6 +41,7 @@ __all__ = [
     "SEMIRINGS",
     "UnknownGraphError",
     "available_graphs",
+    "backends",
     "batch",
     "build",
     "build_batch",

@@ -15,13 +15,12 @@ import numpy as np
 
 from ._checks import INT32_MAX, check_integer_dtype, first_outside
 from ._frozen import freeze
+from ._layout import BAND_WIDTHS, MAX_BAND
 from .graph import _INT32_MAX, Graph
 
 __all__ = ["GraphBatch", "batch"]
 
 
-# the widest band the fast path handles: arcs from s - d to s with d < MAX_BAND
-MAX_BAND = 3
 
 
 def _check_sizes(name, values, size=None):
@@ -344,7 +343,7 @@ class GraphBatch:
             pair = (example * (MAX_BAND * self.max_states) + slot)[arc_mask]
             if np.bincount(pair).max() > 1:
                 return None
-        band = max(2, int(offset[arc_mask].max(initial=0)) + 1)
+        band = max(BAND_WIDTHS[0], int(offset[arc_mask].max(initial=0)) + 1)
         if not _band_fits(band, self.max_states):
             return None
         band_slot = np.where(arc_mask, slot, -1).astype(np.int32)
@@ -419,28 +418,72 @@ class GraphBatch:
             self._cast_cache[dtype] = cached
         return cached
 
-    def _band_table(self, values, fill):
-        """Arrange per-arc ``values`` (B, A_max) into band order, (B, band * S_max +
-        band - 1): slot ``d * num_states[b] + s`` gets the value of the arc from
-        ``s - d`` to ``s``, or ``fill`` where there is none (so do the band - 1
-        columns of padding the kernels read past the last slot); only for banded
-        batches.
+    def _require_band(self, what):
+        if self.band is None:
+            raise ValueError(f"{what} needs a banded batch (GraphBatch.band is None)")
+
+    def band_table(self, values, fill):
+        """Per-arc ``values`` arranged as the banded kernels read them.
+
+        Parameters
+        ----------
+        values : ndarray, shape (B, A_max)
+        fill : scalar
+            The value of slots with no arc (``-inf`` for log-weights).
+
+        Returns
+        -------
+        ndarray, shape (B, band * S_max + band - 1)
+            Slot ``d * num_states[b] + s`` holds the value of the arc from ``s - d``
+            to ``s``, or ``fill`` where there is none; so do the ``band - 1``
+            columns of padding the kernels read past the last slot.
+
+        Raises
+        ------
+        ValueError
+            If the batch is not banded.
+
+        Examples
+        --------
+        >>> import numpy as np, lattice
+        >>> gb = lattice.batch([lattice.build("segmentation", [1, 2])])
+        >>> gb.band_table(np.array([[10., 20., 30.]]), -1.0).tolist()  # d=0: stays
+        [[10.0, 30.0, -1.0, 20.0, -1.0]]
         """
+        self._require_band("band_table")
         return _gather_rows(values, self.band_arc, fill, pad=self.band - 1)
 
-    def _band_weights_as(self, dtype):
-        """The arc weights as a band table (-inf where no arc), cast to ``dtype``
-        and cached per dtype; only for banded batches."""
+    def band_weights_as(self, dtype):
+        """The batch's arc weights as a :meth:`band_table` (``-inf`` where no arc),
+        cast to ``dtype``, frozen and cached per dtype.
+
+        Examples
+        --------
+        >>> import lattice
+        >>> gb = lattice.batch([lattice.build("segmentation", [1, 2])])
+        >>> gb.band_weights_as("float32").tolist()
+        [[0.0, 0.0, -inf, 0.0, -inf]]
+        """
+        self._require_band("band_weights_as")
         dtype = np.dtype(dtype)
         cached = self._cast_cache.get(("band", dtype))
         if cached is None:
-            cached = freeze(self._band_table(self.weights_as(dtype)[0], -np.inf))
+            cached = freeze(self.band_table(self.weights_as(dtype)[0], -np.inf))
             self._cast_cache[("band", dtype)] = cached
         return cached
 
-    def _arc_values(self, table):
-        """The inverse of :meth:`_band_table`: per-arc values (B, A_max) read from
-        a band table, 0 for padding arcs; only for banded batches."""
+    def arc_values(self, table):
+        """The inverse of :meth:`band_table`: per-arc values (B, A_max) read from a
+        band table, 0 for padding arcs.
+
+        Examples
+        --------
+        >>> import numpy as np, lattice
+        >>> gb = lattice.batch([lattice.build("segmentation", [1, 2])])
+        >>> gb.arc_values(gb.band_table(np.array([[10., 20., 30.]]), 0.0)).tolist()
+        [[10.0, 20.0, 30.0]]
+        """
+        self._require_band("arc_values")
         return _gather_rows(table, self.band_slot, 0)
 
 

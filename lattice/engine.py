@@ -1,8 +1,9 @@
-"""The numpy API of the engine: forward, forward_backward and viterbi.
+"""The engine's front end: forward, forward_backward and viterbi.
 
-Each function validates its inputs once, resolves the thread count, allocates every
-buffer the kernel needs, and calls one compiled kernel specialised for the semiring
-and dtype (see ``_core.pyx.tp``). Nothing here loops over frames or states.
+Each function validates its inputs once into a :class:`~lattice.backends.Problem`
+and hands it to the backend that owns the emissions' array type (numpy: the
+compiled kernels of :mod:`lattice.backends.cpu`), then checks the scores it gets
+back. Nothing here sizes a buffer, picks a kernel or calls one.
 """
 
 from __future__ import annotations
@@ -11,54 +12,39 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-from . import _core
-from ._threads import check_team, get_num_threads
-from .batch import GraphBatch, batch
+from ._layout import INT32_MAX
+from .backends import Problem, backend_for, get_backend
+from .batch import batch
 from .graph import Graph
 from .semiring import get_semiring
 
 __all__ = ["forward", "forward_backward", "viterbi", "Alignment", "ForwardBackward"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# the kernels index frames, classes, states, arcs and every workspace row with C ints
-# (only the stored alpha table and the backpointers are indexed in int64)
-_INT32_MAX = int(np.iinfo(np.int32).max)
-# below this many (frame x (state + arc)) steps a batch runs on the calling thread
-_SERIAL_WORK = 50_000
-# use the vectorised banded kernels where they apply (tests switch it off to compare
-# both paths bit for bit)
-_USE_BANDED = True
-# the general kernels run an example's forward (backward) in the vectorised ELL layout
-# of _rows.h when none of its states has more than this many in-arcs (out-arcs), and
-# with the CSR loops otherwise; tests set 0 to compare both bit for bit
-_ELL_MAX_DEGREE = 8
-_ELL_WIDTHS = (1, 2, 3, 4, 6, 8)  # ELL_WIDTHS in _core.pyx.tp
+# array types lattice knows but whose backend is elsewhere
+_ELSEWHERE = {"torch": "use lattice.torch for tensors"}
 
 
-class _Problem(NamedTuple):
-    """Validated inputs, in the form the kernels read."""
-
-    emissions: np.ndarray  # (B, T, C), float32/float64, last axis contiguous
-    batch: GraphBatch
-    lengths: np.ndarray  # (B,) int64
-    order: np.ndarray  # (B,) int64, longest work first
-    weight: np.ndarray  # (B, T, A_max) or (B, A_max) if time-independent
-    time_dependent: bool
-    band_weight: np.ndarray | None  # (B, D * S_max + D - 1), the banded fast path
-    start: np.ndarray  # (B, S_max)
-    final: np.ndarray  # (B, S_max)
-    num_threads: int
-
-
-def _check_emissions(emissions):
-    if not isinstance(emissions, np.ndarray):
-        if type(emissions).__module__.split(".")[0] in ("torch", "cupy"):
+def _backend_and_emissions(emissions):
+    """The backend that computes on ``emissions`` and the emissions as it reads
+    them: float32/float64 (B, T, C), T and C int32-indexable, unit stride over
+    classes."""
+    backend = backend_for(emissions)
+    if backend is None:
+        package = type(emissions).__module__.partition(".")[0]
+        if package in _ELSEWHERE:
             raise TypeError(
-                "emissions must be a numpy array here; use lattice.torch for tensors"
+                f"emissions must be a numpy array here; {_ELSEWHERE[package]}"
+            )
+        if hasattr(emissions, "__cuda_array_interface__"):
+            raise TypeError(
+                f"emissions is a {type(emissions).__name__} on a GPU, and no backend "
+                "for its arrays is registered (lattice.backends.register_backend)"
             )
         emissions = np.asarray(emissions)
+        backend = get_backend("cpu")
+    xp = backend.xp
     if emissions.dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"emissions must be float32 or float64, got dtype {emissions.dtype}"
@@ -70,19 +56,19 @@ def _check_emissions(emissions):
     # checked before any copy: a zero-stride view of 2**32 frames costs no memory,
     # and a frame count beyond int32 would wrap in the kernels (a silent wrong score)
     for axis, what in ((1, "frames"), (2, "classes")):
-        if emissions.shape[axis] > _INT32_MAX:
+        if emissions.shape[axis] > INT32_MAX:
             raise ValueError(
                 f"emissions has {emissions.shape[axis]} {what} (axis {axis} of shape "
                 f"{emissions.shape}); the kernels index {what} with int32, so at most "
-                f"{_INT32_MAX}"
+                f"{INT32_MAX}"
             )
     # the kernels need a unit stride over classes (a single class has none to speak
     # of: a zero-stride broadcast of one class is read as it is, not copied)
     if emissions.shape[2] == 0 or (
         emissions.shape[2] > 1 and emissions.strides[2] != emissions.itemsize
     ):
-        emissions = np.ascontiguousarray(emissions)
-    return emissions
+        emissions = xp.ascontiguousarray(emissions)
+    return backend, emissions
 
 
 def _check_lengths(lengths, size, frames):
@@ -121,7 +107,8 @@ def _check_log_weights(name, values, shape, dtype):
 
 
 def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights):
-    emissions = _check_emissions(emissions)
+    """The backend for these emissions and the validated :class:`Problem`."""
+    backend, emissions = _backend_and_emissions(emissions)
     size, frames, classes = emissions.shape
     if isinstance(graphs, Graph):
         graphs = [graphs] * size
@@ -140,101 +127,17 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
     dtype = emissions.dtype
     weight, start, final = gb.weights_as(dtype)
     time_dependent = False
-    a_max = gb.max_arcs
     if arc_weights is not None:
         arr = np.asarray(arc_weights)
         time_dependent = arr.ndim == 3
-        shape = (size, frames, a_max) if time_dependent else (size, a_max)
+        shape = (size, frames, gb.max_arcs) if time_dependent else (size, gb.max_arcs)
         weight = _check_log_weights("arc_weights", arr, shape, dtype)
-    band_weight = None
-    if not time_dependent and gb.band is not None and _USE_BANDED:
-        # the dense (d, s) weight table of the banded fast path; -inf where no arc
-        if arc_weights is None:
-            band_weight = gb._band_weights_as(dtype)
-        else:
-            band_weight = gb._band_table(weight, -np.inf)
     if start_weights is not None:
         start = _check_log_weights("start_weights", start_weights, start.shape, dtype)
     if final_weights is not None:
         final = _check_log_weights("final_weights", final_weights, final.shape, dtype)
-    work = lengths * (gb.num_states.astype(np.int64) + gb.num_arcs)
-    order = np.argsort(-work, kind="stable").astype(np.int64)
-    num_threads = max(1, min(get_num_threads(), size))
-    if work.sum() < _SERIAL_WORK:
-        # waking a thread team costs more than it saves on tiny batches, and idle
-        # OpenMP workers spinning on an oversubscribed machine slow everyone down
-        num_threads = 1
-    check_team(num_threads)
-    return _Problem(
-        emissions, gb, lengths, order, weight, time_dependent, band_weight, start,
-        final, num_threads,
-    )
-
-
-def _weight_view(p):
-    """The arc weights as the general kernels index them, weight[b, t, a]: a zero
-    time stride reads row b on every frame when they are time-independent."""
-    weight = p.weight
-    if p.time_dependent:
-        return weight
-    size, frames = p.emissions.shape[:2]
-    return as_strided(
-        weight,
-        shape=(size, max(frames, 1), weight.shape[1]),
-        strides=(weight.strides[0], 0, weight.strides[1]),
-        writeable=False,
-    )
-
-
-def _kernel(name):
-    return getattr(_core, name)
-
-
-def _workspace(p, per_thread, dtype, int64_indexed=False):
-    """A kernel workspace: one row of ``per_thread`` values for each thread.
-
-    The kernels index a workspace row with C ints, except the stored alpha table and
-    the backpointers (``int64_indexed``): a row that int32 cannot index is refused
-    here, before anything is allocated, instead of overflowing in the kernel.
-    """
-    per_thread = max(int(per_thread), 1)
-    if not int64_indexed and per_thread > _INT32_MAX:
-        gb = p.batch
-        raise ValueError(
-            f"these graphs are too large for the kernels: the largest has "
-            f"{gb.max_states} states and {gb.max_arcs} arcs, and a workspace of "
-            f"{per_thread} values would have to be indexed with int32 (at most "
-            f"{_INT32_MAX}); split the graphs"
-        )
-    return np.empty((p.num_threads, per_thread), dtype=dtype)
-
-
-def _table_size(p, pad=0):
-    """Values in the largest (frames x states) table of the batch: the alpha table
-    of forward_backward, the backpointers of viterbi; ``pad`` more per row."""
-    return int((p.lengths * (p.batch.num_states.astype(np.int64) + pad)).max(initial=0))
-
-
-# the banded and ELL kernels keep this many cells of -inf before every alpha row and
-# after the y row of the backward pass (BAND_PAD in _core.pyx.tp); the general
-# kernels lay out their alpha rows the same way
-_BAND_PAD = 2
-
-
-def _ell_cap(gb):
-    """The most ELL slots per state the general kernels' workspaces hold: the batch's
-    largest in- or out-degree rounded up to an ELL width, at most _ELL_MAX_DEGREE
-    (rounded likewise); 0 runs every example with the CSR loops."""
-    if _ELL_MAX_DEGREE < 1:
-        return 0
-    degree = max(gb.max_in_degree, gb.max_out_degree, 1)
-    degree = min(degree, _ELL_MAX_DEGREE, _ELL_WIDTHS[-1])
-    cap = next(width for width in _ELL_WIDTHS if width >= degree)
-    # the largest ELL workspace row (the backward's, _workspace) must be int32-indexable
-    s_max, a_max = gb.max_states, gb.max_arcs
-    if max(2 * cap * s_max + 2 * s_max + _BAND_PAD, cap * s_max + a_max) > _INT32_MAX:
-        return 0
-    return cap
+    return backend, Problem(emissions, gb, lengths, weight, time_dependent,
+                            arc_weights is not None, start, final)
 
 
 def _raise_if_nan(scores, p):
@@ -343,31 +246,9 @@ def forward(
     0.0
     """
     sr = get_semiring(semiring)
-    p = _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights)
-    size = p.emissions.shape[0]
-    dtype = p.emissions.dtype
-    scores = np.empty(size, dtype=dtype)
-    if size == 0:
-        return scores
-    gb = p.batch
-    if p.band_weight is not None:
-        scratch = _workspace(p, 2 * (gb.max_states + _BAND_PAD), dtype)
-        bp_scratch = _workspace(p, gb.max_states, np.uint8)
-        _kernel(f"forward_banded_{sr.name}_{dtype.name}")(
-            p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
-            p.band_weight, p.start, p.final, scratch, bp_scratch, scores,
-            p.num_threads,
-        )  # fmt: skip
-    else:
-        s_max, a_max, cap = gb.max_states, gb.max_arcs, _ell_cap(gb)
-        scratch = _workspace(p, 2 * (s_max + _BAND_PAD), dtype)
-        _kernel(f"forward_{sr.name}_{dtype.name}")(
-            p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
-            gb.dst, gb.in_ptr, gb.in_arc, _weight_view(p), p.start, p.final, scratch,
-            _workspace(p, max(a_max + 2 * s_max, cap * s_max), dtype),
-            _workspace(p, max(s_max, cap * s_max + a_max), np.int32),
-            _workspace(p, s_max, np.uint8), cap, scores, p.num_threads,
-        )  # fmt: skip
+    backend, p = _problem(emissions, graphs, lengths, arc_weights, start_weights,
+                          final_weights)
+    scores = backend.forward(p, sr.name)
     _raise_if_nan(scores, p)
     return scores
 
@@ -407,22 +288,27 @@ def forward_backward(
     emissions,
     graphs,
     lengths=None,
+    semiring="log",
     *,
     arc_weights=None,
     start_weights=None,
     final_weights=None,
 ):
-    """log Z under the log semiring and its gradients with respect to every input.
+    """The total score (log Z, or the best score) and its gradients with respect to
+    every input.
 
-    The gradients are posteriors: ``emission_grad[b, t, c]`` is the probability that
-    the path emits class ``c`` at frame ``t``; ``arc_grad[b, a]`` the expected count of
-    arc ``a``. They are exact derivatives for any input scores (no normalisation is
-    assumed). Memory: one ``T x S`` alpha table per thread (not per example) in the
-    input dtype; beta is never stored.
+    Under ``"log"`` the gradients are posteriors: ``emission_grad[b, t, c]`` is the
+    probability that the path emits class ``c`` at frame ``t``; ``arc_grad[b, a]``
+    the expected count of arc ``a``. They are exact derivatives for any input scores
+    (no normalisation is assumed). Memory: one ``T x S`` alpha table per thread (not
+    per example) in the input dtype; beta is never stored. Under ``"max"`` the score
+    is that of the best path (:func:`viterbi`) and the gradients are its indicators:
+    1 on every (frame, class), arc, start and final state it uses (a sub-gradient
+    where paths tie).
 
     Parameters
     ----------
-    emissions, graphs, lengths, arc_weights, start_weights, final_weights
+    emissions, graphs, lengths, semiring, arc_weights, start_weights, final_weights
         As in :func:`forward`.
 
     Returns
@@ -440,52 +326,16 @@ def forward_backward(
     [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
     >>> fb.arc_grad[0].round(2).tolist()        # arcs: stay 0, advance, stay 1
     [0.5, 1.0, 0.5]
+    >>> best = lattice.forward_backward(np.zeros((1, 3, 2)), [g], semiring="max")
+    >>> best.emission_grad[0].tolist()           # the best path stays in 0, then 1
+    [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
     """
-    p = _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights)
-    size, frames, classes = p.emissions.shape
-    dtype = p.emissions.dtype
-    gb = p.batch
-    scores = np.empty(size, dtype=dtype)
-    grad_emissions = np.zeros((size, frames, classes), dtype=dtype)
-    grad_start = np.zeros((size, gb.max_states), dtype=dtype)
-    grad_final = np.zeros((size, gb.max_states), dtype=dtype)
-    if p.time_dependent:
-        arc_grad = grad_weight = np.zeros((size, frames, gb.max_arcs), dtype=dtype)
-    else:
-        arc_grad = np.zeros((size, gb.max_arcs), dtype=dtype)
-        grad_weight = as_strided(
-            arc_grad,
-            shape=(size, max(frames, 1), gb.max_arcs),
-            strides=(arc_grad.strides[0], 0, arc_grad.strides[1]),
-        )
-    if size:
-        if p.band_weight is not None:
-            alpha = _workspace(p, _table_size(p, _BAND_PAD), dtype, int64_indexed=True)
-            scratch = _workspace(p, 4 * gb.max_states + _BAND_PAD, dtype)
-            grad_band = np.zeros_like(p.band_weight)
-            _kernel(f"forward_backward_banded_{dtype.name}")(
-                p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.band,
-                p.band_weight, p.start, p.final, alpha, scratch,
-                grad_emissions, grad_band, grad_start, grad_final,
-                scores, p.num_threads,
-            )  # fmt: skip
-            arc_grad[...] = gb._arc_values(grad_band)
-        else:
-            s_max, a_max, cap = gb.max_states, gb.max_arcs, _ell_cap(gb)
-            alpha = _workspace(p, _table_size(p, _BAND_PAD), dtype, int64_indexed=True)
-            beta = _workspace(p, 2 * s_max, dtype)
-            work = max(a_max + 4 * s_max, 2 * cap * s_max + 2 * s_max + _BAND_PAD)
-            _kernel(f"forward_backward_{dtype.name}")(
-                p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.src,
-                gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
-                _weight_view(p), p.start, p.final, alpha, beta,
-                _workspace(p, work, dtype),
-                _workspace(p, max(s_max, cap * s_max + a_max), np.int32), cap,
-                grad_emissions, grad_weight, grad_start, grad_final,
-                scores, p.num_threads,
-            )  # fmt: skip
-        _raise_if_nan(scores, p)
-    return ForwardBackward(scores, grad_emissions, arc_grad, grad_start, grad_final)
+    sr = get_semiring(semiring)
+    backend, p = _problem(emissions, graphs, lengths, arc_weights, start_weights,
+                          final_weights)
+    result = backend.forward_backward(p, sr.name)
+    _raise_if_nan(result.score, p)
+    return ForwardBackward(*result)
 
 
 @dataclass(frozen=True)
@@ -579,50 +429,8 @@ def viterbi(
     >>> ali.labels[0].tolist(), ali.states[0].tolist()
     ([1, 1, 0, 2], [1, 1, 2, 3])
     """
-    p = _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights)
-    size, frames, _ = p.emissions.shape
-    dtype = p.emissions.dtype
-    gb = p.batch
-    scores = np.full(size, -np.inf, dtype=dtype)
-    states = np.full((size, frames), -1, dtype=np.int32)
-    labels = np.full((size, frames), -1, dtype=np.int32)
-    arcs = np.full((size, frames), -1, dtype=np.int32)
-    seg = np.full((3, size, max(frames, 1)), -1, dtype=np.int32)
-    num_segments = np.zeros(size, dtype=np.int32)
-    if size and frames:
-        if p.band_weight is not None:
-            scratch = _workspace(p, 2 * (gb.max_states + _BAND_PAD), dtype)
-            backpointers = _workspace(p, _table_size(p), np.uint8, int64_indexed=True)
-            _kernel(f"viterbi_banded_{dtype.name}")(
-                p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
-                gb.band, gb.band_arc, p.band_weight, p.start, p.final,
-                scratch, backpointers, states, labels, arcs,
-                seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
-            )  # fmt: skip
-        else:
-            s_max, a_max = gb.max_states, gb.max_arcs
-            scratch = _workspace(p, 2 * (s_max + _BAND_PAD), dtype)
-            if gb.max_in_degree <= 255:
-                kind, bp_dtype, cap = "u8", np.uint8, _ell_cap(gb)
-            else:
-                kind, bp_dtype, cap = "i32", np.int32, 0
-            backpointers = _workspace(p, _table_size(p), bp_dtype, int64_indexed=True)
-            _kernel(f"viterbi_{dtype.name}_{kind}")(
-                p.emissions, p.lengths, p.order, gb.num_states, gb.labels, gb.tokens,
-                gb.src, gb.in_ptr, gb.in_arc, _weight_view(p), p.start, p.final,
-                scratch, backpointers, _workspace(p, cap * s_max, dtype),
-                _workspace(p, cap * s_max + a_max, np.int32), cap, states, labels, arcs,
-                seg[0], seg[1], seg[2], num_segments, scores, p.num_threads,
-            )  # fmt: skip
-        _raise_if_nan(scores, p)
-    k = int(num_segments.max(initial=0))
-    return Alignment(
-        score=scores,
-        states=states,
-        labels=labels,
-        arcs=arcs,
-        tokens=seg[0, :, :k].copy(),
-        starts=seg[1, :, :k].copy(),
-        ends=seg[2, :, :k].copy(),
-        num_segments=num_segments,
-    )
+    backend, p = _problem(emissions, graphs, lengths, arc_weights, start_weights,
+                          final_weights)
+    paths = backend.viterbi(p)
+    _raise_if_nan(paths.score, p)
+    return Alignment(*paths)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import lattice
-import lattice.engine
 
 FUNCS = {
     "forward_log": lambda e, g, n=None: lattice.forward(e, g, n),
@@ -27,8 +26,8 @@ def fn(request):
 
 
 @pytest.fixture(params=["banded", "general"])
-def path(request, monkeypatch):
-    monkeypatch.setattr(lattice.engine, "_USE_BANDED", request.param == "banded")
+def path(request, cpu_options):
+    cpu_options(banded=request.param == "banded")
     return request.param
 
 
@@ -70,7 +69,7 @@ def test_off_band_cells_have_zero_posterior(T):
 
 @pytest.mark.parametrize("T", [3, 4, 7, 12])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_trimmed_equals_general_on_tight_bands(T, dtype, monkeypatch):
+def test_trimmed_equals_general_on_tight_bands(T, dtype):
     """T just long enough (the band is a thin diagonal) up to roomy: every output of
     the banded path equals the general path's bit for bit."""
     rng = np.random.default_rng(T)
@@ -80,11 +79,12 @@ def test_trimmed_equals_general_on_tight_bands(T, dtype, monkeypatch):
     e = rng.standard_normal((len(graphs), T, 4)).astype(dtype)
     out = {}
     for use in (True, False):
-        monkeypatch.setattr(lattice.engine, "_USE_BANDED", use)
-        fb = lattice.forward_backward(e, graphs)
-        ali = lattice.viterbi(e, graphs)
-        out[use] = [lattice.forward(e, graphs), lattice.forward(e, graphs, semiring="max"),
-                    *fb, ali.score, ali.states, ali.arcs]  # fmt: skip
+        with lattice.backends.get_backend("cpu").options(banded=use):
+            fb = lattice.forward_backward(e, graphs)
+            ali = lattice.viterbi(e, graphs)
+            out[use] = [lattice.forward(e, graphs),
+                        lattice.forward(e, graphs, semiring="max"),
+                        *fb, ali.score, ali.states, ali.arcs]  # fmt: skip
     for fast, slow in zip(out[True], out[False]):
         assert fast.tobytes() == slow.tobytes()
 

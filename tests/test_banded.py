@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import lattice
-import lattice.engine
 from outputs import all_outputs, assert_same_bits
 
 
@@ -42,7 +41,7 @@ def _banded_batch(rng, size, classes, width):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("width", [2, 3])
 @pytest.mark.parametrize("seed", range(4))
-def test_banded_equals_general_bit_for_bit(dtype, width, seed, monkeypatch):
+def test_banded_equals_general_bit_for_bit(dtype, width, seed, cpu_options):
     rng = np.random.default_rng(seed)
     classes, frames = 6, 40
     gb = _banded_batch(rng, 12, classes, width)
@@ -51,7 +50,7 @@ def test_banded_equals_general_bit_for_bit(dtype, width, seed, monkeypatch):
     e[rng.random(e.shape) < 0.05] = -np.inf
     lengths = rng.integers(0, frames + 1, size=12)
     fast = all_outputs(e, gb, lengths)
-    monkeypatch.setattr(lattice.engine, "_USE_BANDED", False)
+    cpu_options(banded=False)
     slow = all_outputs(e, gb, lengths)
     assert np.isfinite(fast["forward_log"]).sum() >= 3
     assert_same_bits(slow, fast)
@@ -73,13 +72,14 @@ def test_band_detection():
 
 def test_banded_path_is_used_and_time_dependent_weights_fall_back(monkeypatch):
     calls = []
-    original = lattice.engine._kernel
+    cpu = lattice.backends.get_backend("cpu")
+    original = cpu.kernel
 
     def spy(name):
         calls.append(name)
         return original(name)
 
-    monkeypatch.setattr(lattice.engine, "_kernel", spy)
+    monkeypatch.setattr(cpu, "kernel", spy)
     g = lattice.build("ctc", [1, 2])
     e = np.zeros((1, 6, 3))
     lattice.forward_backward(e, [g])

@@ -3,7 +3,7 @@
 An example whose states have at most 8 in-arcs runs its forward in ELL layout (K
 slots per state, K its largest in-degree rounded up to 1, 2, 3, 4, 6 or 8), and its
 backward likewise by out-degree; anything else runs the CSR loops. The tests switch
-the ELL layout off (``engine._ELL_MAX_DEGREE = 0``) and compare every output bit for
+the ELL layout off (the cpu backend option ``ell_max_degree=0``) and compare every output bit for
 bit, on graphs of every width, with empty slots, parallel arcs, backward arcs,
 -inf weights, time-dependent weights and batches mixing both layouts.
 """
@@ -14,14 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lattice
-import lattice.engine
 from outputs import all_outputs, assert_same_bits
 from strategies import examples, graphs
 
 
-def _assert_same_bits(run, monkeypatch):
+def _assert_same_bits(run, cpu_options):
     ell = run()
-    monkeypatch.setattr(lattice.engine, "_ELL_MAX_DEGREE", 0)
+    cpu_options(ell_max_degree=0)
     assert_same_bits(run(), ell)
     return ell
 
@@ -66,18 +65,18 @@ def _problem(rng, degrees, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("degree", [1, 2, 3, 4, 5, 6, 7, 8])
-def test_ell_equals_csr_at_every_width(dtype, degree, monkeypatch):
+def test_ell_equals_csr_at_every_width(dtype, degree, cpu_options):
     rng = np.random.default_rng(degree)
     gb, e, lengths = _problem(rng, [degree] * 8, dtype)
     assert gb.band is None or degree <= 2
-    monkeypatch.setattr(lattice.engine, "_USE_BANDED", False)
-    out = _assert_same_bits(lambda: all_outputs(e, gb, lengths), monkeypatch)
+    cpu_options(banded=False)
+    out = _assert_same_bits(lambda: all_outputs(e, gb, lengths), cpu_options)
     assert np.isfinite(out["forward_log"]).sum() >= 2
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("seed", range(3))
-def test_batch_mixing_ell_and_csr_examples(dtype, seed, monkeypatch):
+def test_batch_mixing_ell_and_csr_examples(dtype, seed, cpu_options):
     # degrees past 8 run the CSR loops next to ELL examples of the same batch; a
     # star (one state with many out-arcs) runs its forward in ELL layout and its
     # backward with the CSR loops
@@ -88,22 +87,22 @@ def test_batch_mixing_ell_and_csr_examples(dtype, seed, monkeypatch):
                        + [star])
     e, lengths = _emissions(rng, len(gb), dtype)
     assert gb.max_in_degree > 8 and gb.max_out_degree > 8
-    _assert_same_bits(lambda: all_outputs(e, gb, lengths), monkeypatch)
+    _assert_same_bits(lambda: all_outputs(e, gb, lengths), cpu_options)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("degree", [3, 6])
-def test_ell_equals_csr_with_time_dependent_weights(dtype, degree, monkeypatch):
+def test_ell_equals_csr_with_time_dependent_weights(dtype, degree, cpu_options):
     rng = np.random.default_rng(10 + degree)
     gb, e, lengths = _problem(rng, [degree] * 6, dtype)
     weights = rng.normal(size=(len(gb), e.shape[1], gb.max_arcs))
     weights[rng.random(weights.shape) < 0.1] = -np.inf
     out = _assert_same_bits(lambda: all_outputs(e, gb, lengths, arc_weights=weights),
-                            monkeypatch)
+                            cpu_options)
     assert out["fb_arc_grad"].shape == weights.shape
     # and with time-independent overrides
     _assert_same_bits(lambda: all_outputs(e, gb, lengths, arc_weights=weights[:, 0]),
-                      monkeypatch)
+                      cpu_options)
 
 
 @given(st.lists(graphs(num_classes=3, max_states=6, max_arcs=14), min_size=1,
@@ -115,20 +114,17 @@ def test_ell_equals_csr_on_any_small_graph(graph_list, seed):
     gb = lattice.batch(graph_list)
     e = rng.normal(size=(len(gb), 5, 3))
     lengths = rng.integers(0, 6, size=len(gb))
-    saved = lattice.engine._ELL_MAX_DEGREE, lattice.engine._USE_BANDED
-    try:
-        lattice.engine._USE_BANDED = False
+    cpu = lattice.backends.get_backend("cpu")
+    with cpu.options(banded=False):
         ell = all_outputs(e, gb, lengths)
-        lattice.engine._ELL_MAX_DEGREE = 0
-        csr = all_outputs(e, gb, lengths)
-    finally:
-        lattice.engine._ELL_MAX_DEGREE, lattice.engine._USE_BANDED = saved
+        with cpu.options(ell_max_degree=0):
+            csr = all_outputs(e, gb, lengths)
     assert_same_bits(csr, ell)
 
 
 @pytest.mark.parametrize("cap", [8, 0])
-def test_nan_emissions_are_reported_by_both_layouts(cap, monkeypatch):
-    monkeypatch.setattr(lattice.engine, "_ELL_MAX_DEGREE", cap)
+def test_nan_emissions_are_reported_by_both_layouts(cap, cpu_options):
+    cpu_options(ell_max_degree=cap)
     rng = np.random.default_rng(0)
     g = _random_graph(rng, 6, 3, 4)
     e = np.zeros((1, 5, 3))
@@ -140,7 +136,7 @@ def test_nan_emissions_are_reported_by_both_layouts(cap, monkeypatch):
 
 def test_ell_workspace_width():
     def width(*graph_list):
-        return lattice.engine._ell_cap(lattice.batch(list(graph_list)))
+        return lattice.backends.get_backend("cpu").ell_cap(lattice.batch(list(graph_list)))
 
     chain = lattice.Graph([0, 0], [0], [1], None, 0.0, 0.0)
     assert width(chain) == 1

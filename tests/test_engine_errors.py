@@ -477,30 +477,39 @@ def test_workspaces_beyond_int32_are_refused_before_allocating():
     """The kernels index workspace rows with C ints: a row int32 cannot index is a
     clear ValueError, not a wrapped offset (the stored alpha table and the
     backpointers are int64-indexed and exempt)."""
-    from lattice import engine
+    from lattice.backends import cpu
 
+    fits = cpu._fits_int32
+    assert fits("forward_backward", S=2**27, A=10, K=0)
+    assert not fits("forward_backward", S=2**29, A=10, K=0)  # A + 4 S > INT32_MAX
+    assert not fits("forward", S=10, A=2**31 - 1, K=0)  # A + 2 S
+    assert fits("viterbi_banded", S=2**29, A=0, K=0)  # its bp table is int64-indexed
     gb = lattice.batch([lattice.build("ctc", [1])])
-    p = engine._problem(np.zeros((1, 3, 2)), gb, None, None, None, None)
-    with pytest.raises(ValueError, match=r"too large.*int32"):
-        engine._workspace(p, 2**31, np.float32)
-    assert engine._workspace(p, 2**31 - 1, np.uint8).shape == (1, 2**31 - 1)
-    assert engine._workspace(p, 5, np.float32, int64_indexed=True).shape == (1, 5)
+    problem = lattice.engine._problem(np.zeros((1, 3, 2)), gb, None, None, None, None)[1]
+    run = cpu._Run(problem, serial_work=0)
+    real = cpu.WORKSPACES["forward"]
+    try:  # a workspace row of 2**31 values is refused before numpy allocates it
+        cpu.WORKSPACES["forward"] = lambda S, A, K, table: {"work": ("float", 2**31)}
+        with pytest.raises(ValueError, match=r"too large.*int32"):
+            run.workspaces("forward")
+    finally:
+        cpu.WORKSPACES["forward"] = real
 
 
 def test_ell_layout_is_off_when_its_workspace_would_not_fit_int32():
-    from lattice import engine
+    cpu = lattice.backends.get_backend("cpu")
 
-    class Big:  # what _ell_cap reads of a batch
+    class Big:  # what ell_cap reads of a batch
         max_in_degree = max_out_degree = 3
         max_arcs = 10
 
         def __init__(self, max_states):
             self.max_states = max_states
 
-    assert engine._ell_cap(Big(1000)) == 3
+    assert cpu.ell_cap(Big(1000)) == 3
     limit = (2**31 - 1 - 2) // (2 * 3 + 2)  # 2 K S + 2 S + BAND_PAD <= INT32_MAX
-    assert engine._ell_cap(Big(limit)) == 3
-    assert engine._ell_cap(Big(limit + 1)) == 0
+    assert cpu.ell_cap(Big(limit)) == 3
+    assert cpu.ell_cap(Big(limit + 1)) == 0
 
 
 def test_band_tables_beyond_int32_are_not_banded():

@@ -14,23 +14,24 @@ from outputs import all_outputs, assert_same_bits
 
 
 @pytest.fixture(autouse=True)
-def restore_threads(monkeypatch):
+def restore_threads(cpu_options):
     """Every test here leaves the process-wide thread setting at its default.
 
-    Small batches normally run on the calling thread (engine._SERIAL_WORK); the
-    threshold is lifted here so the parallel kernels really run on these batches.
+    Small batches normally run on the calling thread (the cpu backend's option
+    ``serial_work``); the threshold is lifted here so the parallel kernels really
+    run on these batches.
     """
-    monkeypatch.setattr(lattice.engine, "_SERIAL_WORK", 0)
+    cpu_options(serial_work=0)
     lattice.set_num_threads(None)
     yield
     lattice.set_num_threads(None)
 
 
-def test_small_batches_run_serially_and_agree(monkeypatch):
+def test_small_batches_run_serially_and_agree(cpu_options):
     e, gs, lens, arc_t = _batch(seed=2)
     lattice.set_num_threads(2)
     parallel = _run_all(e, lattice.batch(gs), lens, arc_t)
-    monkeypatch.setattr(lattice.engine, "_SERIAL_WORK", 10**12)
+    cpu_options(serial_work=10**12)
     serial = _run_all(e, lattice.batch(gs), lens, arc_t)
     assert_same_bits(serial, parallel)
 

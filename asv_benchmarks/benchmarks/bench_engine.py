@@ -5,7 +5,6 @@ general CSR kernels, and a random general graph of the same size."""
 import numpy as np
 
 import lattice
-import lattice.engine
 
 from .common import (
     DTYPES, LARGE, SCALING_FRAMES, THREADS, ctc_graphs, ctc_problem, random_graph_like,
@@ -39,12 +38,8 @@ class Engine:
         set_threads(threads)
 
     def _call(self, fn, *args, **kwargs):
-        saved = lattice.engine._USE_BANDED
-        lattice.engine._USE_BANDED = not self.general
-        try:
+        with lattice.backends.get_backend("cpu").options(banded=not self.general):
             return fn(self.emissions, self.graphs, *args, **kwargs)
-        finally:
-            lattice.engine._USE_BANDED = saved
 
     def time_forward_log(self, *params):
         self._call(lattice.forward, semiring="log")

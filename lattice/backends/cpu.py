@@ -1,0 +1,419 @@
+"""The CPU backend: the compiled Cython kernels of ``lattice._core``, on numpy arrays.
+
+It owns everything between a validated :class:`~lattice.backends.base.Problem` and
+the numbers: the thread count and the order in which examples are scheduled, the
+choice between the three kernel families, the workspace of every kernel (sized in
+one table, :data:`WORKSPACES`) and the kernel calls.
+
+Kernel families, in the order they are tried:
+
+* **banded** (``GraphBatch.band``: every arc goes from ``s - d`` to ``s`` with
+  ``d < 3``, CTC, segmentation and HMM chains): a dense band table of arc weights,
+  vectorised row functions, only the cells a complete path can pass through;
+* **ELL** (no state with more than ``ell_max_degree`` in- or out-arcs): the general
+  kernels with a fixed number of arc slots per state, vectorised gathers;
+* **CSR** loops otherwise.
+
+All three give the same bits (the tests switch the first two off with
+:meth:`CPUBackend.options` and compare).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import threading
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .. import _core
+from .._layout import BAND_PAD, ELL_MAX_DEGREE, ELL_WIDTHS, INT32_MAX
+from .._threads import check_team, get_num_threads
+from .base import Backend, Gradients, Paths
+
+__all__ = ["CPUBackend", "WORKSPACES"]
+
+
+# Per-thread workspace rows of each kernel, in values of the given kind ("float":
+# the emissions' dtype, "int32", "uint8", "bp": the backpointer dtype), as functions
+# of S = S_max, A = A_max, K = the ELL cap (0: CSR loops) and table(pad) = the
+# largest lengths[b] * (num_states[b] + pad) of the batch. Rows marked "table" are
+# indexed with int64 in the kernels; every other row must be int32-indexable. The
+# kernel docstrings in _core.pyx.tp describe the same rows.
+WORKSPACES = {
+    "forward_banded": lambda S, A, K, table: {
+        "scratch": ("float", 2 * (S + BAND_PAD)),
+        "bp_scratch": ("uint8", S),
+    },
+    "forward": lambda S, A, K, table: {
+        "scratch": ("float", 2 * (S + BAND_PAD)),
+        "work": ("float", max(A + 2 * S, K * S)),
+        "kwork": ("int32", max(S, K * S + A)),
+        "bp_scratch": ("uint8", S),
+    },
+    "forward_backward_banded": lambda S, A, K, table: {
+        "alpha": ("float", table(BAND_PAD), "table"),
+        "scratch": ("float", 4 * S + BAND_PAD),
+    },
+    "forward_backward": lambda S, A, K, table: {
+        "alpha": ("float", table(BAND_PAD), "table"),
+        "beta": ("float", 2 * S),
+        "work": ("float", max(A + 4 * S, 2 * K * S + 2 * S + BAND_PAD)),
+        "kwork": ("int32", max(S, K * S + A)),
+    },
+    "viterbi_banded": lambda S, A, K, table: {
+        "scratch": ("float", 2 * (S + BAND_PAD)),
+        "backpointers": ("uint8", table(0), "table"),
+    },
+    "viterbi": lambda S, A, K, table: {
+        "scratch": ("float", 2 * (S + BAND_PAD)),
+        "backpointers": ("bp", table(0), "table"),
+        "work": ("float", K * S),
+        "kwork": ("int32", K * S + A),
+    },
+}
+
+
+def _fits_int32(kernel, S, A, K):
+    """Whether every int-indexed workspace row of ``kernel`` fits int32."""
+    rows = WORKSPACES[kernel](S, A, K, lambda pad: 0)
+    return all(row[1] <= INT32_MAX for row in rows.values() if row[2:] != ("table",))
+
+
+class _Run:
+    """One kernel call's scheduling: thread count, example order, workspaces."""
+
+    def __init__(self, problem, serial_work):
+        gb = problem.batch
+        size = len(gb)
+        work = problem.lengths * (gb.num_states.astype(np.int64) + gb.num_arcs)
+        # longest work first, so that the dynamic schedule ends evenly
+        self.order = np.argsort(-work, kind="stable").astype(np.int64)
+        threads = max(1, min(get_num_threads(), size))
+        if work.sum() < serial_work:
+            # waking a thread team costs more than it saves on tiny batches, and idle
+            # OpenMP workers spinning on an oversubscribed machine slow everyone down
+            threads = 1
+        self.num_threads = check_team(threads)
+        self.problem = problem
+
+    def workspaces(self, kernel, cap=0, bp_dtype=np.uint8):
+        """The workspaces of ``kernel`` (WORKSPACES), one row per thread; a row the
+        kernels index with C ints that int32 cannot index is refused first."""
+        p = self.problem
+        gb = p.batch
+        states = gb.num_states.astype(np.int64)
+
+        def table(pad):
+            return int((p.lengths * (states + pad)).max(initial=0))
+
+        dtypes = {"float": p.emissions.dtype, "int32": np.int32, "uint8": np.uint8,
+                  "bp": bp_dtype}  # fmt: skip
+        rows = WORKSPACES[kernel](gb.max_states, gb.max_arcs, cap, table)
+        out = {}
+        for name, (kind, size, *table_indexed) in rows.items():
+            size = max(int(size), 1)
+            if not table_indexed and size > INT32_MAX:
+                raise ValueError(
+                    f"these graphs are too large for the kernels: the largest has "
+                    f"{gb.max_states} states and {gb.max_arcs} arcs, and a workspace "
+                    f"of {size} values would have to be indexed with int32 (at most "
+                    f"{INT32_MAX}); split the graphs"
+                )
+            out[name] = np.empty((self.num_threads, size), dtype=dtypes[kind])
+        return out
+
+
+class CPUBackend(Backend):
+    """The compiled kernels on numpy arrays (the default backend).
+
+    Options (process-wide, see :meth:`options`):
+
+    * ``banded`` (default True): use the banded kernels where the batch is banded;
+    * ``ell_max_degree`` (default 8): run a general graph in the ELL layout when no
+      state has more in- (out-) arcs than this; 0 always runs the CSR loops;
+    * ``serial_work`` (default 50,000): batches with fewer (frame x (state + arc))
+      steps run on the calling thread.
+
+    None of them changes a result, bit for bit; they exist to compare the kernel
+    families and to measure them.
+
+    Examples
+    --------
+    >>> import numpy as np, lattice
+    >>> cpu = lattice.backends.get_backend("cpu")
+    >>> e, g = np.zeros((1, 4, 3)), [lattice.build("ctc", [1, 2])]
+    >>> with cpu.options(banded=False, ell_max_degree=0):   # the CSR loops
+    ...     general = lattice.forward(e, g)
+    >>> bool(general[0] == lattice.forward(e, g)[0])
+    True
+    """
+
+    name = "cpu"
+    xp = np
+
+    _DEFAULTS = {"banded": True, "ell_max_degree": ELL_MAX_DEGREE, "serial_work": 50_000}
+
+    def __init__(self):
+        self._settings = dict(self._DEFAULTS)
+        self._lock = threading.Lock()
+
+    # -- options -------------------------------------------------------------------
+
+    def get_options(self):
+        """The current options as a dict.
+
+        Examples
+        --------
+        >>> import lattice
+        >>> sorted(lattice.backends.get_backend("cpu").get_options())
+        ['banded', 'ell_max_degree', 'serial_work']
+        """
+        return dict(self._settings)
+
+    @contextlib.contextmanager
+    def options(self, **changes):
+        """Change options inside a ``with`` block, then restore them.
+
+        Parameters
+        ----------
+        banded : bool, optional
+        ell_max_degree : int >= 0, optional
+        serial_work : int >= 0, optional
+
+        Raises
+        ------
+        TypeError
+            For an unknown option or a value of the wrong type.
+        ValueError
+            For a negative count.
+
+        Examples
+        --------
+        >>> import lattice
+        >>> cpu = lattice.backends.get_backend("cpu")
+        >>> with cpu.options(serial_work=0):
+        ...     cpu.get_options()["serial_work"]
+        0
+        """
+        for name, value in changes.items():
+            if name not in self._DEFAULTS:
+                raise TypeError(
+                    f"unknown option {name!r} of the cpu backend; it has "
+                    f"{sorted(self._DEFAULTS)}"
+                )
+            if name == "banded":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise TypeError(f"banded must be a bool, got {value!r}")
+            elif not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            elif value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        with self._lock:
+            previous = dict(self._settings)
+            self._settings.update({k: (bool(v) if k == "banded" else int(v))
+                                   for k, v in changes.items()})
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._settings = previous
+
+    # -- choices -------------------------------------------------------------------
+
+    def kernel(self, name):
+        """The compiled kernel ``name`` of ``lattice._core`` (every call goes through
+        here, so a test can wrap it to see which kernels run).
+
+        Examples
+        --------
+        >>> import lattice
+        >>> lattice.backends.get_backend("cpu").kernel("forward_log_float64").__name__
+        'forward_log_float64'
+        """
+        return getattr(_core, name)
+
+    def _band_weight(self, problem):
+        """The band table of arc weights if the banded kernels run, else None."""
+        gb = problem.batch
+        if problem.time_dependent or gb.band is None or not self._settings["banded"]:
+            return None
+        if not problem.custom_weights:
+            return gb.band_weights_as(problem.emissions.dtype)
+        return gb.band_table(problem.weight, -np.inf)
+
+    def ell_cap(self, batch):
+        """The most ELL slots per state the general kernels' workspaces hold for
+        ``batch``: its largest in- or out-degree rounded up to an ELL width, at most
+        ``ell_max_degree``; 0 runs every example with the CSR loops (also when the
+        slot tables would not be int32-indexable)."""
+        limit = self._settings["ell_max_degree"]
+        if limit < 1:
+            return 0
+        degree = max(batch.max_in_degree, batch.max_out_degree, 1)
+        degree = min(degree, limit, ELL_WIDTHS[-1])
+        cap = next(width for width in ELL_WIDTHS if width >= degree)
+        S, A = batch.max_states, batch.max_arcs
+        if not all(_fits_int32(k, S, A, cap) for k in ("forward", "forward_backward",
+                                                        "viterbi")):
+            return 0
+        return cap
+
+    @staticmethod
+    def _weight_view(problem):
+        """The arc weights as the general kernels index them, weight[b, t, a]: a zero
+        time stride reads row b on every frame when they are time-independent."""
+        weight = problem.weight
+        if problem.time_dependent:
+            return weight
+        size, frames = problem.emissions.shape[:2]
+        return as_strided(
+            weight,
+            shape=(size, max(frames, 1), weight.shape[1]),
+            strides=(weight.strides[0], 0, weight.strides[1]),
+            writeable=False,
+        )
+
+    # -- the interface ---------------------------------------------------------------
+
+    def forward(self, problem, semiring):
+        p = problem
+        size = p.emissions.shape[0]
+        dtype = p.emissions.dtype
+        scores = np.empty(size, dtype=dtype)
+        if size == 0:
+            return scores
+        gb = p.batch
+        run = _Run(p, self._settings["serial_work"])
+        band_weight = self._band_weight(p)
+        if band_weight is not None:
+            w = run.workspaces("forward_banded")
+            self.kernel(f"forward_banded_{semiring}_{dtype.name}")(
+                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.band,
+                band_weight, p.start, p.final, w["scratch"], w["bp_scratch"], scores,
+                run.num_threads,
+            )  # fmt: skip
+        else:
+            cap = self.ell_cap(gb)
+            w = run.workspaces("forward", cap)
+            self.kernel(f"forward_{semiring}_{dtype.name}")(
+                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
+                gb.dst, gb.in_ptr, gb.in_arc, self._weight_view(p), p.start, p.final,
+                w["scratch"], w["work"], w["kwork"], w["bp_scratch"], cap, scores,
+                run.num_threads,
+            )  # fmt: skip
+        return scores
+
+    def forward_backward(self, problem, semiring="log"):
+        if semiring == "max":
+            return self._best_path_gradients(problem, self.viterbi(problem))
+        p = problem
+        size, frames, classes = p.emissions.shape
+        dtype = p.emissions.dtype
+        gb = p.batch
+        scores = np.empty(size, dtype=dtype)
+        grad_emissions = np.zeros((size, frames, classes), dtype=dtype)
+        grad_start = np.zeros((size, gb.max_states), dtype=dtype)
+        grad_final = np.zeros((size, gb.max_states), dtype=dtype)
+        if p.time_dependent:
+            arc_grad = grad_weight = np.zeros((size, frames, gb.max_arcs), dtype=dtype)
+        else:
+            arc_grad = np.zeros((size, gb.max_arcs), dtype=dtype)
+            grad_weight = as_strided(
+                arc_grad,
+                shape=(size, max(frames, 1), gb.max_arcs),
+                strides=(arc_grad.strides[0], 0, arc_grad.strides[1]),
+            )
+        if size:
+            run = _Run(p, self._settings["serial_work"])
+            band_weight = self._band_weight(p)
+            if band_weight is not None:
+                w = run.workspaces("forward_backward_banded")
+                grad_band = np.zeros_like(band_weight)
+                self.kernel(f"forward_backward_banded_{dtype.name}")(
+                    p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.band,
+                    band_weight, p.start, p.final, w["alpha"], w["scratch"],
+                    grad_emissions, grad_band, grad_start, grad_final,
+                    scores, run.num_threads,
+                )  # fmt: skip
+                arc_grad[...] = gb.arc_values(grad_band)
+            else:
+                cap = self.ell_cap(gb)
+                w = run.workspaces("forward_backward", cap)
+                self.kernel(f"forward_backward_{dtype.name}")(
+                    p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
+                    gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
+                    self._weight_view(p), p.start, p.final, w["alpha"], w["beta"],
+                    w["work"], w["kwork"], cap,
+                    grad_emissions, grad_weight, grad_start, grad_final,
+                    scores, run.num_threads,
+                )  # fmt: skip
+        return Gradients(scores, grad_emissions, arc_grad, grad_start, grad_final)
+
+    def viterbi(self, problem):
+        p = problem
+        size, frames, _ = p.emissions.shape
+        dtype = p.emissions.dtype
+        gb = p.batch
+        scores = np.full(size, -np.inf, dtype=dtype)
+        states = np.full((size, frames), -1, dtype=np.int32)
+        labels = np.full((size, frames), -1, dtype=np.int32)
+        arcs = np.full((size, frames), -1, dtype=np.int32)
+        seg = np.full((3, size, max(frames, 1)), -1, dtype=np.int32)
+        num_segments = np.zeros(size, dtype=np.int32)
+        if size and frames:
+            run = _Run(p, self._settings["serial_work"])
+            band_weight = self._band_weight(p)
+            if band_weight is not None:
+                w = run.workspaces("viterbi_banded")
+                self.kernel(f"viterbi_banded_{dtype.name}")(
+                    p.emissions, p.lengths, run.order, gb.num_states, gb.labels,
+                    gb.tokens, gb.band, gb.band_arc, band_weight, p.start, p.final,
+                    w["scratch"], w["backpointers"], states, labels, arcs,
+                    seg[0], seg[1], seg[2], num_segments, scores, run.num_threads,
+                )  # fmt: skip
+            else:
+                # one-byte backpointers hold the position among a state's in-arcs
+                if gb.max_in_degree <= 255:
+                    kind, bp_dtype, cap = "u8", np.uint8, self.ell_cap(gb)
+                else:
+                    kind, bp_dtype, cap = "i32", np.int32, 0
+                w = run.workspaces("viterbi", cap, bp_dtype)
+                self.kernel(f"viterbi_{dtype.name}_{kind}")(
+                    p.emissions, p.lengths, run.order, gb.num_states, gb.labels,
+                    gb.tokens, gb.src, gb.in_ptr, gb.in_arc, self._weight_view(p),
+                    p.start, p.final, w["scratch"], w["backpointers"], w["work"],
+                    w["kwork"], cap, states, labels, arcs,
+                    seg[0], seg[1], seg[2], num_segments, scores, run.num_threads,
+                )  # fmt: skip
+        k = int(num_segments.max(initial=0))
+        return Paths(scores, states, labels, arcs, seg[0, :, :k].copy(),
+                     seg[1, :, :k].copy(), seg[2, :, :k].copy(), num_segments)
+
+    @staticmethod
+    def _best_path_gradients(problem, paths):
+        """The gradients of the best score: 1 on each (frame, class), arc, start and
+        final state of the best path (a sub-gradient where paths tie), 0 for
+        examples with no path."""
+        gb = problem.batch
+        size, frames, classes = problem.emissions.shape
+        dtype = problem.emissions.dtype
+        g_em = np.zeros((size, frames, classes), dtype=dtype)
+        arc_shape = (size, frames, gb.max_arcs) if problem.time_dependent else (
+            size, gb.max_arcs)
+        g_arc = np.zeros(arc_shape, dtype=dtype)
+        g_start = np.zeros((size, gb.max_states), dtype=dtype)
+        g_final = np.zeros((size, gb.max_states), dtype=dtype)
+        b_idx, t_idx = np.nonzero(paths.labels >= 0)
+        np.add.at(g_em, (b_idx, t_idx, paths.labels[b_idx, t_idx]), 1)
+        b_idx, t_idx = np.nonzero(paths.arcs >= 0)
+        if problem.time_dependent:
+            np.add.at(g_arc, (b_idx, t_idx, paths.arcs[b_idx, t_idx]), 1)
+        else:
+            np.add.at(g_arc, (b_idx, paths.arcs[b_idx, t_idx]), 1)
+        ok = np.flatnonzero(paths.states[:, 0] >= 0)
+        g_start[ok, paths.states[ok, 0]] = 1
+        last = (paths.states >= 0).sum(axis=1) - 1
+        g_final[ok, paths.states[ok, last[ok]]] = 1
+        return Gradients(paths.score, g_em, g_arc, g_start, g_final)
