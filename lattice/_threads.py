@@ -98,7 +98,8 @@ def get_num_threads() -> int:
         return 1
     if _num_threads is not None:
         return _num_threads
-    return max(1, min(_core.omp_max_threads(), max_threads()))
+    n = _core.omp_max_threads()
+    return max(1, n if n <= 16 else min(n, max_threads()))  # max_threads() >= 16
 
 
 def set_num_threads(n) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 import threading
 
+import numpy as np
+
 from .base import Backend, Gradients, Paths, Problem
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
 _REGISTRY = {"cpu": ("lattice.backends.cpu:CPUBackend", ("numpy",))}
 _LOADED = {}
 _LOCK = threading.Lock()
+# the backend that owns numpy arrays (kept in step with _REGISTRY by register_backend)
+_NUMPY_BACKEND = ["cpu"]
 
 
 def register_backend(name, backend, array_modules):
@@ -74,6 +78,8 @@ def register_backend(name, backend, array_modules):
     with _LOCK:
         _REGISTRY[name] = (backend, tuple(array_modules))
         _LOADED.pop(name, None)
+        if "numpy" in array_modules:
+            _NUMPY_BACKEND[0] = name
 
 
 def unregister_backend(name):
@@ -94,6 +100,8 @@ def unregister_backend(name):
             raise KeyError(f"no backend named {name!r}; known: {sorted(_REGISTRY)}")
         del _REGISTRY[name]
         _LOADED.pop(name, None)
+        if _NUMPY_BACKEND[0] == name:
+            _NUMPY_BACKEND[0] = "cpu"
 
 
 def available_backends():
@@ -150,6 +158,8 @@ def backend_for(array):
     >>> lattice.backends.backend_for([1.0]) is None
     True
     """
+    if type(array) is np.ndarray:  # the common case, without a lookup
+        return get_backend(_NUMPY_BACKEND[0])
     package = type(array).__module__.partition(".")[0]
     for name, (_, modules) in list(_REGISTRY.items()):
         if package in modules:

@@ -34,6 +34,9 @@ from .base import Backend, Gradients, Paths
 
 __all__ = ["CPUBackend", "WORKSPACES"]
 
+# kernel names end in the dtype's name (dtype.name costs microseconds per call)
+_DTYPE_NAME = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
 
 # Per-thread workspace rows of each kernel, in values of the given kind ("float":
 # the emissions' dtype, "int32", "uint8", "bp": the backpointer dtype), as functions
@@ -289,7 +292,7 @@ class CPUBackend(Backend):
         band_weight = self._band_weight(p)
         if band_weight is not None:
             w = run.workspaces("forward_banded")
-            self.kernel(f"forward_banded_{semiring}_{dtype.name}")(
+            self.kernel(f"forward_banded_{semiring}_{_DTYPE_NAME[dtype]}")(
                 p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.band,
                 band_weight, p.start, p.final, w["scratch"], w["bp_scratch"], scores,
                 run.num_threads,
@@ -297,7 +300,7 @@ class CPUBackend(Backend):
         else:
             cap = self.ell_cap(gb)
             w = run.workspaces("forward", cap)
-            self.kernel(f"forward_{semiring}_{dtype.name}")(
+            self.kernel(f"forward_{semiring}_{_DTYPE_NAME[dtype]}")(
                 p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
                 gb.dst, gb.in_ptr, gb.in_arc, self._weight_view(p), p.start, p.final,
                 w["scratch"], w["work"], w["kwork"], w["bp_scratch"], cap, scores,
@@ -331,7 +334,7 @@ class CPUBackend(Backend):
             if band_weight is not None:
                 w = run.workspaces("forward_backward_banded")
                 grad_band = np.zeros_like(band_weight)
-                self.kernel(f"forward_backward_banded_{dtype.name}")(
+                self.kernel(f"forward_backward_banded_{_DTYPE_NAME[dtype]}")(
                     p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.band,
                     band_weight, p.start, p.final, w["alpha"], w["scratch"],
                     grad_emissions, grad_band, grad_start, grad_final,
@@ -341,7 +344,7 @@ class CPUBackend(Backend):
             else:
                 cap = self.ell_cap(gb)
                 w = run.workspaces("forward_backward", cap)
-                self.kernel(f"forward_backward_{dtype.name}")(
+                self.kernel(f"forward_backward_{_DTYPE_NAME[dtype]}")(
                     p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
                     gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
                     self._weight_view(p), p.start, p.final, w["alpha"], w["beta"],
@@ -367,7 +370,7 @@ class CPUBackend(Backend):
             band_weight = self._band_weight(p)
             if band_weight is not None:
                 w = run.workspaces("viterbi_banded")
-                self.kernel(f"viterbi_banded_{dtype.name}")(
+                self.kernel(f"viterbi_banded_{_DTYPE_NAME[dtype]}")(
                     p.emissions, p.lengths, run.order, gb.num_states, gb.labels,
                     gb.tokens, gb.band, gb.band_arc, band_weight, p.start, p.final,
                     w["scratch"], w["backpointers"], states, labels, arcs,
@@ -380,7 +383,7 @@ class CPUBackend(Backend):
                 else:
                     kind, bp_dtype, cap = "i32", np.int32, 0
                 w = run.workspaces("viterbi", cap, bp_dtype)
-                self.kernel(f"viterbi_{dtype.name}_{kind}")(
+                self.kernel(f"viterbi_{_DTYPE_NAME[dtype]}_{kind}")(
                     p.emissions, p.lengths, run.order, gb.num_states, gb.labels,
                     gb.tokens, gb.src, gb.in_ptr, gb.in_arc, self._weight_view(p),
                     p.start, p.final, w["scratch"], w["backpointers"], w["work"],
