@@ -13,7 +13,8 @@ import lattice_plugins
 def _modules():
     for package in (lattice, lattice_plugins):
         yield package.__name__
-        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        # walk_packages: subpackages too (lattice.backends)
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             if not info.name.rsplit(".", 1)[-1].startswith("_core"):
                 yield info.name
 
