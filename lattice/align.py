@@ -2,7 +2,7 @@
 
 :func:`forced_align` runs :func:`lattice.viterbi` on the graph of each transcript and
 returns one row per transcript symbol: its first and last frame and its score. The
-``lattice align`` command wraps it for files::
+``lattice align`` command (:mod:`lattice.cli.align`) wraps it for files::
 
     lattice align emissions.npy transcripts.txt --symbols symbols.txt -o table.csv
 
@@ -42,8 +42,15 @@ __all__ = [
     "WILDCARD_COLUMNS",
     "AlignedToken",
     "AlignmentError",
+    "align_utterances",
     "append_wildcard",
+    "builder_options",
+    "describe_item",
+    "describe_options",
     "forced_align",
+    "is_ascii_digits",
+    "parse_transcripts",
+    "read_lines",
     "read_symbol_table",
     "read_transcripts",
     "write_table",
@@ -204,9 +211,34 @@ def append_wildcard(emissions, blank=None, method="logsumexp"):
     return out[0] if squeeze else out
 
 
-def _builder_options(graph):
-    """``{name: default}`` of a builder's options (``inspect.Parameter.empty`` when
-    required), or None when they cannot be listed (no signature, or ``**kwargs``)."""
+def builder_options(graph):
+    """The options a registered graph builder takes, with their defaults.
+
+    Read from the builder's signature: every keyword parameter after the target.
+
+    Parameters
+    ----------
+    graph : str
+        A registered builder name (``lattice.available_graphs()``).
+
+    Returns
+    -------
+    dict of str to object, or None
+        ``{name: default}``, with ``inspect.Parameter.empty`` as the default of a
+        required option; None when the options cannot be listed (the builder has no
+        signature, or takes ``**kwargs``).
+
+    Raises
+    ------
+    lattice.UnknownGraphError
+        If no builder has that name.
+
+    Examples
+    --------
+    >>> from lattice.align import builder_options
+    >>> builder_options("ctc")["blank"]
+    0
+    """
     builder = get_builder(graph)
     try:
         params = list(inspect.signature(builder).parameters.values())
@@ -221,7 +253,29 @@ def _builder_options(graph):
             if p.kind in (kind.POSITIONAL_OR_KEYWORD, kind.KEYWORD_ONLY)}
 
 
-def _describe_options(accepted):
+def describe_options(accepted):
+    """A builder's options as a message lists them.
+
+    Parameters
+    ----------
+    accepted : dict of str to object or None
+        What :func:`builder_options` returns.
+
+    Returns
+    -------
+    str
+        ``name=default`` for each option, ``name (required)`` for a required one,
+        ``(none)`` when there are none (or they cannot be listed).
+
+    Examples
+    --------
+    >>> import inspect
+    >>> from lattice.align import describe_options
+    >>> describe_options({"wildcard": inspect.Parameter.empty, "penalty": 0.0})
+    'wildcard (required), penalty=0.0'
+    >>> describe_options({})
+    '(none)'
+    """
     if not accepted:
         return "(none)"
     return ", ".join(f"{name} (required)" if default is inspect.Parameter.empty
@@ -234,7 +288,7 @@ def _check_options(graph, accepted, options):
     for name in options:
         if name not in accepted:
             raise TypeError(f"graph {graph!r} has no option {name!r}; its options: "
-                            f"{_describe_options(accepted)}")
+                            f"{describe_options(accepted)}")
     missing = [n for n, v in accepted.items() if v is inspect.Parameter.empty
                and n not in options]
     if missing:
@@ -331,12 +385,53 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, *,
     ...     print(row.symbol, row.start_frame, row.end_frame)
     b 3 4
     """
-    return _align(emissions, targets, lengths, graph, symbols, wildcard_column, options,
-                  lambda b: f"utterance {b}")
+    return align_utterances(emissions, targets, lengths, graph, symbols, wildcard_column,
+                            options)
 
 
-def _align(emissions, targets, lengths, graph, symbols, wildcard_column, options, where):
-    """:func:`forced_align`, with ``where(b)`` naming utterance ``b`` in messages."""
+def align_utterances(emissions, targets, lengths=None, graph="ctc", symbols=None,
+                     wildcard_column=None, options=None, where=None):
+    """:func:`forced_align` with the builder options as a dict and named utterances.
+
+    The same alignment, rows and errors as :func:`forced_align`; two differences make
+    it fit a caller that reads its inputs from files (``lattice align``): the builder
+    options come as one dict (so no option name can clash with a parameter), and
+    ``where(b)`` names utterance ``b`` in error messages (e.g. by its file and line).
+
+    Parameters
+    ----------
+    emissions, targets, lengths, graph, symbols, wildcard_column
+        As for :func:`forced_align`.
+    options : dict of str to object, optional
+        The builder's options (:func:`forced_align`'s ``**options``).
+    where : callable, optional
+        ``where(b) -> str`` names utterance ``b`` at the start of a message (default:
+        ``"utterance b"``).
+
+    Returns
+    -------
+    list of AlignedToken
+
+    Raises
+    ------
+    AlignmentError, TypeError, ValueError
+        As :func:`forced_align` does, the utterance named by ``where``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice.align import align_utterances
+    >>> e = np.log(np.full((1, 2, 3), 1 / 3))
+    >>> align_utterances(e, [[1, 2]], options={"blank": 0})[1].start_frame
+    1
+    >>> align_utterances(e, [[1, 1]], where=lambda b: f"text.txt, line {b + 1}")
+    Traceback (most recent call last):
+    ...
+    lattice.align.AlignmentError: text.txt, line 1: its 2 symbols cannot be aligned to 2 frames (CTC needs at least 3: one per symbol, plus a blank between each of the 1 repeated pair(s))
+    """
+    if where is None:
+        def where(b):
+            return f"utterance {b}"
     arr = _as_emissions(emissions)
     size, frames, classes = arr.shape
     targets = [list(t) for t in targets]
@@ -344,8 +439,8 @@ def _align(emissions, targets, lengths, graph, symbols, wildcard_column, options
         raise ValueError(f"got {len(targets)} transcripts for {size} utterances of emissions")
     if symbols is not None and len(symbols) < classes:
         raise ValueError(f"symbols names {len(symbols)} classes, emissions have {classes}")
-    accepted = _builder_options(graph)
-    options = dict(options)
+    accepted = builder_options(graph)
+    options = dict(options or {})
     if wildcard_column is not None:
         if wildcard_column not in WILDCARD_COLUMNS:
             raise ValueError(f"wildcard_column must be None or one of "
@@ -353,7 +448,7 @@ def _align(emissions, targets, lengths, graph, symbols, wildcard_column, options
                              f"got {wildcard_column!r}")
         if accepted is not None and "wildcard" not in accepted:
             raise TypeError(f"graph {graph!r} has no wildcard option for wildcard_column; "
-                            f"its options: {_describe_options(accepted)}")
+                            f"its options: {describe_options(accepted)}")
         if options.get("wildcard", classes) != classes:
             raise ValueError(f"wildcard_column appends the wildcard as class {classes}; "
                              f"got wildcard={options['wildcard']!r} too")
@@ -400,12 +495,37 @@ def _align(emissions, targets, lengths, graph, symbols, wildcard_column, options
     return rows
 
 
-def _read_lines(path):
+def read_lines(path):
     """The lines of a UTF-8 text file (``\\n``, ``\\r\\n`` or ``\\r`` line ends).
 
     Only line ends split lines (not the other characters ``str.splitlines`` takes,
     such as U+2028), so line numbers are those of an editor. A leading byte-order mark
-    is dropped. Bytes that are not UTF-8 raise ``ValueError`` naming the line.
+    is dropped.
+
+    Parameters
+    ----------
+    path : str or path
+
+    Returns
+    -------
+    list of str
+        Without their line ends; a final line end adds no empty line.
+
+    Raises
+    ------
+    ValueError
+        If the bytes are not UTF-8, naming the file, the line and the byte.
+    OSError
+        If the file cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from lattice.align import read_lines
+    >>> path = os.path.join(tempfile.mkdtemp(), "text.txt")
+    >>> _ = open(path, "wb").write(b"ab\\r\\nc\\rd\\xe2\\x80\\xa8e\\n")  # U+2028 in UTF-8
+    >>> read_lines(path)
+    ['ab', 'c', 'd\\u2028e']
     """
     with open(path, "rb") as f:
         data = f.read()
@@ -434,8 +554,30 @@ def _char(ch):
     return f"{ch!r} ({_codepoint(ch)})"
 
 
-def _item(item):
-    """An item of a line as a message shows it, spelling out an odd character in it."""
+def describe_item(item):
+    """An item of a line as a message shows it, spelling out an odd character in it.
+
+    Parameters
+    ----------
+    item : str
+        A word or character read from a text file.
+
+    Returns
+    -------
+    str
+        Its ``repr``, followed by the code point and Unicode name of its first
+        character that is not printable ASCII, if any.
+
+    Examples
+    --------
+    >>> from lattice.align import describe_item
+    >>> print(describe_item("ab"))
+    'ab'
+    >>> print(describe_item("²"))
+    '²' (U+00B2 SUPERSCRIPT TWO)
+    >>> print(describe_item("1\\u00a0"))
+    '1\\xa0' (holding '\\xa0', U+00A0 NO-BREAK SPACE)
+    """
     odd = next((ch for ch in item if not ch.isascii() or not ch.isprintable()), None)
     if odd is None:
         return repr(item)
@@ -444,9 +586,27 @@ def _item(item):
     return f"{item!r} (holding {odd!r}, {_codepoint(odd)})"
 
 
-def _is_id(item):
-    """A non-negative integer in ASCII digits (``int()`` would also read other
-    scripts' digits, such as '３', and ``str.isdigit`` accepts '²', which it cannot)."""
+def is_ascii_digits(item):
+    """Whether a text is a non-negative integer in ASCII digits.
+
+    How the readers tell a class id (or a length) from a symbol: ``int()`` would also
+    read other scripts' digits, such as '３', and ``str.isdigit`` accepts '²', which
+    ``int()`` cannot read.
+
+    Parameters
+    ----------
+    item : str
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from lattice.align import is_ascii_digits
+    >>> [is_ascii_digits(text) for text in ("12", "-1", "1.5", "３", "²")]
+    [True, False, False, False, False]
+    """
     return item.isascii() and item.isdigit()
 
 
@@ -481,11 +641,11 @@ def read_symbol_table(path):
     {'<blank>': 0, 'a': 1, 'b': 2}
     """
     table, seen = {}, {}
-    for n, line in enumerate(_read_lines(path), 1):
+    for n, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or not _is_id(parts[1].removeprefix("-")):
+        if len(parts) != 2 or not is_ascii_digits(parts[1].removeprefix("-")):
             raise ValueError(f"{path}, line {n}: expected `symbol id` (an id in ASCII "
                              f"digits), got {line.strip()!r}")
         symbol, i = parts[0], int(parts[1])
@@ -503,12 +663,40 @@ def read_symbol_table(path):
     return table
 
 
-def _parse_transcripts(path, symbols=None, split="auto", table="the symbol table"):
-    """Transcripts as ``(ids, positions)`` per line; positions count characters from 1."""
+def parse_transcripts(path, symbols=None, split="auto", table="the symbol table"):
+    """Read transcripts like :func:`read_transcripts`, with where each symbol stands.
+
+    Parameters
+    ----------
+    path, symbols, split
+        As for :func:`read_transcripts`.
+    table : str, default "the symbol table"
+        How a message names the symbol table (e.g. by its file).
+
+    Returns
+    -------
+    list of (list of int, list of int)
+        Per line, the class ids and the position of each in the line (in characters,
+        from 1), for messages about a symbol found wrong later.
+
+    Raises
+    ------
+    ValueError
+        As :func:`read_transcripts` does.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from lattice.align import parse_transcripts
+    >>> path = os.path.join(tempfile.mkdtemp(), "text.txt")
+    >>> _ = open(path, "w").write("ab\\n b  a\\n")
+    >>> parse_transcripts(path, {"a": 1, "b": 2})
+    [([1, 2], [1, 2]), ([2, 1], [2, 5])]
+    """
     if split not in ("auto", "chars", "space"):
         raise ValueError(f"split must be 'auto', 'chars' or 'space', got {split!r}")
     out = []
-    for n, line in enumerate(_read_lines(path), 1):
+    for n, line in enumerate(read_lines(path), 1):
         by_space = symbols is None or split == "space" or (
             split == "auto" and any(ch.isspace() for ch in line.strip()))
         if by_space:
@@ -520,11 +708,11 @@ def _parse_transcripts(path, symbols=None, split="auto", table="the symbol table
         for pos, item in items:
             where = f"{path}, line {n}, position {pos}"
             if symbols is None:
-                if not _is_id(item):
+                if not is_ascii_digits(item):
                     raise ValueError(
-                        f"{where}: {_item(item)} is not a symbol id (a non-negative "
-                        "integer in ASCII digits); pass a symbol table (--symbols) to read "
-                        "symbols"
+                        f"{where}: {describe_item(item)} is not a symbol id (a "
+                        "non-negative integer in ASCII digits); pass a symbol table "
+                        "(--symbols) to read symbols"
                     )
                 ids.append(int(item))
             elif item not in symbols:
@@ -573,7 +761,7 @@ def read_transcripts(path, symbols=None, split="auto"):
     >>> read_transcripts(path, {"a": 1, "b": 2})
     [[1, 2, 2, 1], [2, 1]]
     """
-    return [ids for ids, _ in _parse_transcripts(path, symbols, split)]
+    return [ids for ids, _ in parse_transcripts(path, symbols, split)]
 
 
 def write_table(rows, file=None, fmt="csv"):
@@ -854,11 +1042,11 @@ def _load_lengths(path, size, frames):
     else:
         def read(p):
             values = []
-            for n, line in enumerate(_read_lines(p), 1):
+            for n, line in enumerate(read_lines(p), 1):
                 for m in re.finditer(r"\S+", line):
-                    if not _is_id(m.group()):
+                    if not is_ascii_digits(m.group()):
                         raise _UsageError(f"{p}, line {n}, position {m.start() + 1}: "
-                                          f"{_item(m.group())} is not a length (a "
+                                          f"{describe_item(m.group())} is not a length (a "
                                           "non-negative integer in ASCII digits)")
                     values.append(int(m.group()))
             return np.array(values, dtype=np.int64)
@@ -922,7 +1110,7 @@ def main(args):
 
 def _class_id(option, text, table):
     """An option's class id: ASCII digits are an id, anything else a symbol name."""
-    if _is_id(text):  # an integer is an id, even where a symbol has that name
+    if is_ascii_digits(text):  # an integer is an id, even where a symbol has that name
         return int(text)
     if table is not None and text in table:
         return table[text]
@@ -933,7 +1121,7 @@ def _class_id(option, text, table):
 def _resolve_options(args, table, classes):
     """The builder options, the wildcard column and the blank from the command line."""
     graph = args.graph
-    accepted = _builder_options(graph)
+    accepted = builder_options(graph)
 
     def has(name):
         return accepted is None or name in accepted
@@ -944,7 +1132,7 @@ def _resolve_options(args, table, classes):
             raise _UsageError(f"--graph-option {name} is given twice")
         if not has(name):
             raise _UsageError(f"--graph-option {name}: the {graph!r} graph has no option "
-                              f"{name!r}; its options: {_describe_options(accepted)}")
+                              f"{name!r}; its options: {describe_options(accepted)}")
         options[name] = value
 
     def flag(option, name, value):
@@ -956,7 +1144,7 @@ def _resolve_options(args, table, classes):
     if args.blank is not None:
         if not has("blank"):
             raise _UsageError(f"--blank: the {graph!r} graph has no blank option; its "
-                              f"options: {_describe_options(accepted)}")
+                              f"options: {describe_options(accepted)}")
         flag("--blank", "blank", _class_id("--blank", args.blank, table))
     column = None
     wild = [(o, v) for o, v in (("--wildcard", args.wildcard),
@@ -973,7 +1161,7 @@ def _resolve_options(args, table, classes):
         if args.wildcard_penalty is not None:
             if not has("penalty"):
                 raise _UsageError(f"--wildcard-penalty: the {graph!r} graph has no penalty "
-                                  f"option; its options: {_describe_options(accepted)}")
+                                  f"option; its options: {describe_options(accepted)}")
             flag("--wildcard-penalty", "penalty", args.wildcard_penalty)
         wildcard = options.get("wildcard")
         if wildcard is None or (isinstance(wildcard, int) and wildcard == classes):
@@ -1023,7 +1211,7 @@ def _run(args):
     table = None
     if args.symbols:
         table = _read_text(args.symbols, "symbol table", read_symbol_table)
-    parsed = _read_text(args.transcripts, "transcripts", lambda p: _parse_transcripts(
+    parsed = _read_text(args.transcripts, "transcripts", lambda p: parse_transcripts(
         p, table, args.split, f"the symbol table {args.symbols}"))
     if len(parsed) != size:
         n = len(parsed)
@@ -1057,5 +1245,6 @@ def _run(args):
                     raise _UsageError(f"{where}: {what} is the {role} of the "
                                       f"{args.graph!r} graph; a transcript cannot contain "
                                       "it")
-    return _align(emissions, [ids for ids, _ in parsed], lengths, args.graph, names,
-                  column, options, lambda b: f"{args.transcripts}, line {b + 1}")
+    return align_utterances(emissions, [ids for ids, _ in parsed], lengths, args.graph,
+                            names, column, options,
+                            where=lambda b: f"{args.transcripts}, line {b + 1}")
