@@ -4,7 +4,8 @@ Every implementation computes the summed CTC loss of the same seeded batch (forw
 and its gradient with respect to the log-probabilities (forward + backward), with the
 same number of threads. The table gives the median time of several runs and the
 ratio other / lattice (above 1: lattice is faster). The asv suite in
-``asv_benchmarks/`` measures the same things and more, over time.
+``asv_benchmarks/`` measures the same things and more, over time. The command line
+is :mod:`lattice.cli.bench`; torch (and jax) are imported only when measuring.
 """
 
 from __future__ import annotations
@@ -198,49 +199,3 @@ def format_table(rows):
         cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
         lines.append(" ".join(cells).rstrip())
     return "\n".join(lines)
-
-
-def add_arguments(parser):
-    """Options of ``lattice bench``."""
-    parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="float32",
-                        help="precision to measure (default: float32)")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="threads for lattice and torch (default: 2)")
-    parser.add_argument("--repeat", type=int, default=5,
-                        help="timed runs per measurement; the median is shown (default: 5)")
-    parser.add_argument("--quick", action="store_true",
-                        help="only the two smallest shapes")
-
-
-def main(args):
-    """Run ``lattice bench`` on parsed arguments; returns the exit status."""
-    import sys
-
-    if args.threads < 1 or args.repeat < 1:
-        print("lattice bench: --threads and --repeat must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        available = available_implementations()
-    except Exception:  # pragma: no cover - a broken optional install
-        available = []
-    if not available:
-        print("lattice bench: torch is not installed (pip install 'lattice[torch]')",
-              file=sys.stderr)
-        return 1
-    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
-    shapes = SHAPES[:2] if args.quick else SHAPES
-    print(f"CTC loss, {args.threads} thread(s), median of {args.repeat}; "
-          f"implementations: {', '.join(available)}", flush=True)
-    # progress overwrites one line on a terminal; captured output gets none of it
-    # (carriage returns would run every message into one long line)
-    interactive = sys.stdout.isatty()
-
-    def progress(msg):
-        if interactive:
-            print(f"  measuring {msg} ...".ljust(72), end="\r", flush=True)
-
-    rows = run_bench(shapes, dtypes, args.threads, args.repeat, progress=progress)
-    if interactive:
-        print(" " * 72, end="\r")
-    print(format_table(rows))
-    return 0

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from lattice import bench  # noqa: E402
+from lattice.cli import bench as bench_cli  # noqa: E402
 
 
 def test_run_bench_measures_every_pass_and_implementation():
@@ -34,7 +35,7 @@ def test_format_table_gives_ratios_to_lattice():
 def test_main_prints_a_table(monkeypatch, capsys):
     monkeypatch.setattr(bench, "SHAPES", [(2, 20, 4, 3), (1, 10, 3, 2)])
     args = argparse.Namespace(dtype="float64", threads=1, repeat=1, quick=True)
-    assert bench.main(args) == 0
+    assert bench_cli.main(args) == 0
     out = capsys.readouterr().out
     assert "torch/lattice" in out and "float64" in out
     table = out[out.index("B "):].splitlines()  # after the progress messages
@@ -46,5 +47,5 @@ def test_main_prints_a_table(monkeypatch, capsys):
 def test_main_rejects_non_positive_counts(field, capsys):
     args = argparse.Namespace(dtype="float32", threads=1, repeat=1, quick=True)
     setattr(args, field, 0)
-    assert bench.main(args) == 2
+    assert bench_cli.main(args) == 2
     assert "must be >= 1" in capsys.readouterr().err

@@ -1,13 +1,17 @@
 """The ``lattice`` command line: one argparse subcommand per entry of ``SUBCOMMANDS``.
 
-Each subcommand lives in a module with two functions:
+Each subcommand lives in a module of this package (``lattice.cli.align``,
+``lattice.cli.demo``, ``lattice.cli.bench``) with two functions:
 
 * ``add_arguments(parser)`` declares its options on an argparse sub-parser;
 * ``main(args) -> int`` runs it on the parsed arguments and returns the exit status.
 
-Adding a command is one line in ``SUBCOMMANDS`` (name, module, one-line help) plus
-that module. Modules are imported when the parser is built, so they must not import
-heavy optional dependencies (torch, matplotlib) at module level.
+Such a module holds only the command's glue: its options, the reading of untrusted
+files, the turning of errors into one-line messages. The work is done by the library
+(``lattice.align``, ``lattice.demo``, ``lattice.bench``), which imports nothing of
+this package. Adding a command is one line in ``SUBCOMMANDS`` (name, module, one-line
+help) plus that module. Modules are imported when the parser is built, so they must
+not import heavy optional dependencies (torch, matplotlib) at module level.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: name -> (module defining add_arguments and main, one-line help)
 SUBCOMMANDS = {
-    "demo": ("lattice.demo", "train a small BiLSTM with lattice's CTC loss on synthetic "
+    "demo": ("lattice.cli.demo", "train a small BiLSTM with lattice's CTC loss on synthetic "
              "handwritten digit strings, report CER, plot the alignment"),
-    "align": ("lattice.align", "forced alignment: where each transcript symbol sits in "
+    "align": ("lattice.cli.align", "forced alignment: where each transcript symbol sits in "
               "the frames of an emissions .npy, as a CSV or JSON table"),
-    "bench": ("lattice.bench", "time lattice's CTC loss against torch's (and optax's) "
+    "bench": ("lattice.cli.bench", "time lattice's CTC loss against torch's (and optax's) "
               "on this machine"),
 }
 
@@ -48,7 +52,7 @@ def build_parser():
     >>> args.command, args.epochs
     ('demo', 2)
     """
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="lattice",
