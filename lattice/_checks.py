@@ -11,7 +11,9 @@ check with the functions here, so one rule holds everywhere:
 * a value is judged, and reported, as it is: a ``uint64`` of ``2**64 - 1`` is beyond
   int32, not ``-1`` (which is what casting it to int64 first would make of it);
 * the kernels index states, arcs and labels with int32, so no id exceeds
-  :data:`INT32_MAX`.
+  :data:`INT32_MAX`, and no graph has more than :data:`SIZE_LIMIT` states or arcs:
+  builders and combinators compute the size of what they are about to build, in
+  Python ints, and call :func:`check_size` before allocating anything.
 
 Log-weights (real numbers: kinds ``"i"``, ``"u"``, ``"f"``) are checked here too.
 """
@@ -27,20 +29,28 @@ from ._frozen import freeze
 
 __all__ = [
     "INT32_MAX",
+    "SIZE_LIMIT",
+    "beyond_size",
     "check_integer_dtype",
     "check_range",
+    "check_size",
     "first_outside",
     "index_array",
     "int_value",
     "is_int",
     "is_real",
     "log_weight",
+    "symbol_size",
     "target_ids",
     "weight_array",
 ]
 
 INT32_MAX = 2**31 - 1
 """The largest id: the kernels index labels, states and arcs with int32."""
+
+SIZE_LIMIT = INT32_MAX
+"""The most states, and the most arcs, one graph may have (the kernels index them
+with int32). Read when a check runs, so tests can lower it."""
 
 
 def is_int(value) -> bool:
@@ -237,7 +247,9 @@ def index_array(name, values, length=None, minimum=-INT32_MAX, what="value"):
     TypeError
         If the values are not integers (see :func:`check_integer_dtype`).
     ValueError
-        For a shape other than ``(length,)`` or a value out of range.
+        For a shape other than ``(length,)``, more elements than a graph may have
+        states or arcs (:data:`SIZE_LIMIT`, refused before the copy) or a value out
+        of range.
 
     Examples
     --------
@@ -252,6 +264,9 @@ def index_array(name, values, length=None, minimum=-INT32_MAX, what="value"):
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if beyond_size(arr.shape[0]):  # one value per state or arc
+        raise ValueError(f"{name} has {arr.shape[0]} values; the kernels index states "
+                         f"and arcs with int32, so a graph has at most {SIZE_LIMIT}")
     if arr.size or arr.dtype.kind not in "iuf":
         check_integer_dtype(name, arr)
     if length is not None and arr.shape[0] != length:
@@ -333,3 +348,86 @@ def target_ids(target, name="target"):
     check_integer_dtype(name, arr, what="integer symbol ids")
     check_range(name, arr, 0, what="symbol id")
     return arr.astype(np.int64, copy=False)
+
+
+def beyond_size(count) -> bool:
+    """Whether ``count`` states or arcs are more than one graph may have.
+
+    Examples
+    --------
+    >>> from lattice._checks import beyond_size
+    >>> beyond_size(2**31 - 1), beyond_size(2**31)
+    (False, True)
+    """
+    return count > SIZE_LIMIT
+
+
+def check_size(what, states, arcs):
+    """Refuse a graph of more than :data:`SIZE_LIMIT` states or arcs.
+
+    Call it with counts computed in Python ints *before* allocating the graph: the
+    point is to fail at once instead of after tens of GB.
+
+    Parameters
+    ----------
+    what : str
+        What would make the graph, naming the options (``"min_frames=... for 2
+        symbols"``).
+    states, arcs : int
+
+    Raises
+    ------
+    ValueError
+        Naming ``what``, the count and the limit.
+
+    Examples
+    --------
+    >>> from lattice._checks import check_size
+    >>> check_size("repeat(max_count=3)", 3, 5)
+    >>> check_size("repeat(max_count=2147483648)", 2**31, 2**32 - 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: repeat(max_count=2147483648) would make a graph of 2147483648 states; ...
+    """
+    for count, kind in ((states, "states"), (arcs, "arcs")):
+        if count > SIZE_LIMIT:
+            raise ValueError(
+                f"{what} would make a graph of {count} {kind}; the kernels index "
+                f"states and arcs with int32, so a graph has at most {SIZE_LIMIT}"
+            )
+
+
+def symbol_size(states=1, min_frames=1, max_frames=None, copies=1):
+    """``(num_states, num_arcs)`` of ``copies`` units ``compose.symbol(label, states,
+    min_frames=..., max_frames=...)`` in a row, as ``compose.chain`` of a target of
+    ``copies`` symbols makes them, computed without building them.
+
+    Each unit has one state per (HMM state ``j``, frames so far ``c``) that matters
+    (see ``compose.symbol``): without ``max_frames``, ``c`` runs over
+    ``min(j + 1, m) .. m``, every state has a stay arc and all but those of the last
+    HMM state an advance arc, and only ``(k - 1, m)`` is an exit; with ``max_frames =
+    M``, ``c`` runs over ``j + 1 .. M - k + 1 + j``, the last ``c`` of each ``j`` has
+    no stay arc, and the states of ``k - 1`` with ``c >= m`` are exits. A unit has one
+    entry, so consecutive copies are joined by one arc per exit.
+
+    Examples
+    --------
+    >>> from lattice._checks import symbol_size
+    >>> from lattice import compose as C
+    >>> u = C.symbol(1, 3, min_frames=5)
+    >>> symbol_size(3, 5), (u.num_states, u.num_arcs)
+    ((12, 21), (12, 21))
+    >>> symbol_size(1, 2**31, copies=2)   # segmentation, min_frames=2**31, 2 symbols
+    (4294967296, 4294967297)
+    """
+    k, m, top = states, min_frames, max_frames
+    if top is None:
+        r = min(k, m)  # HMM states j < r count frames min(j + 1, m) .. m
+        num_states = r * m - r * (r - 1) // 2 + (k - r)
+        num_arcs = 2 * num_states - (m - r + 1)  # no advance out of the last state
+        exits = 1
+    else:
+        num_states = k * (top - k + 1)
+        num_arcs = k * (top - k) + (k - 1) * (top - k + 1)
+        exits = top - max(m, k) + 1
+    return copies * num_states, copies * num_arcs + max(copies - 1, 0) * exits

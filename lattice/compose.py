@@ -24,6 +24,10 @@ piece                       what it is
 :class:`Unit`               a hand-written fragment (arrays), and the base of all
 ==========================  ==========================================================
 
+Every combinator computes the size of its result first and refuses, with a
+``ValueError`` naming its options, one of more than ``2**31 - 1`` states or arcs (the
+kernels index them with int32) before allocating it.
+
 Target positions (``Graph.tokens``, which Viterbi reports as segments) come out of
 the composition: a unit made by :func:`symbol` is one position; concatenation numbers
 the positions of its parts one after another; alternatives of a :func:`union` share
@@ -51,7 +55,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._checks import index_array, int_value, is_int, log_weight, target_ids, weight_array
+from ._checks import (beyond_size, check_size, index_array, int_value, is_int,
+                      log_weight, symbol_size, target_ids, weight_array)
 from .graph import Graph
 
 __all__ = [
@@ -408,13 +413,32 @@ def _empty():
     return _make(i, i.copy(), i.copy(), i.copy(), f, f.copy(), f.copy(), 0.0)
 
 
-def _link(flat):
+def _check_parts(what, parts):
+    """Refuse parts (units or flat records) whose states or own arcs are too many for
+    one graph, before they are laid side by side."""
+    check_size(what, sum(p.labels.shape[0] for p in parts),
+               sum(p.src.shape[0] for p in parts))
+
+
+def _num_links(nullable, ent_count, ext_count):
+    """The number of arcs :func:`_link` adds, as a Python int: ``ext_count[p] *
+    ent_count[q]`` for every ``p < q`` whose parts strictly between are optional."""
+    n = nullable.shape[0]
+    idx = np.arange(n)
+    # the last part q that part p - 1 links to: the first mandatory part from p on
+    stop = np.minimum.accumulate(np.where(nullable, n - 1, idx)[::-1])[::-1]
+    ent_cum = np.concatenate([[0], np.cumsum(ent_count)])
+    return int((ext_count[:-1] * (ent_cum[stop[1:] + 1] - ent_cum[idx[1:]])).sum())
+
+
+def _link(flat, what):
     """Concatenate the parts of ``flat`` in order and return the resulting Unit.
 
     Arcs join every exit of part ``p`` to every entry of part ``q > p`` when all the
     parts strictly between are optional (weight: exit + their skips + entry). They
     come after the parts' own arcs, ordered by ``q - p``, then ``p``, then exit and
-    entry state.
+    entry state. ``what`` names the combinator in the error for a result with more
+    arcs than a graph may have (refused before they are made).
     """
     sizes, skip = flat.sizes, flat.skip
     n = sizes.shape[0]
@@ -434,6 +458,11 @@ def _link(flat):
         ext_count = np.bincount(part_of[ext], minlength=n)
         ent_ptr = np.cumsum(ent_count) - ent_count
         ext_ptr = np.cumsum(ext_count) - ext_count
+    own = flat.src.shape[0]
+    if beyond_size(own + ent.size * ext.size):  # at most one link per (exit, entry)
+        ones = np.ones(n, dtype=np.int64)
+        counts = (ones, ones) if flat.single else (ent_count, ext_count)
+        check_size(what, num_states, own + _num_links(nullable, *counts))
 
     srcs, dsts, weights = [flat.src], [flat.dst], [flat.weight]
     ok = np.ones(n - 1, dtype=bool)
@@ -548,7 +577,9 @@ def concat(*units) -> Unit:
         return units[0]
     if not units:
         return _empty()
-    return _link(_flat_join([_flat_of(u) for u in units]))
+    what = f"concat of {len(units)} units"
+    _check_parts(what, units)
+    return _link(_flat_join([_flat_of(u) for u in units]), what)
 
 
 def union(*units) -> Unit:
@@ -590,6 +621,7 @@ def union(*units) -> Unit:
         raise ValueError("union needs at least one unit")
     if len(units) == 1:
         return units[0]
+    _check_parts(f"union of {len(units)} units", units)
     state_off = 0
     src, dst = [], []
     for u in units:
@@ -705,6 +737,19 @@ def repeat(unit, min_count=1, max_count=None) -> Unit:
         max_count = _check_int("max_count", max_count, max(min_count, 1))
     if unit.num_states == 0:
         raise ValueError("unit has no states; there is nothing to repeat")
+    # copies and arcs of the result: every copy's exits join the next one's entries
+    # (all later ones' when the unit is optional), and the loop joins them once more
+    copies = max(min_count, 1) if max_count is None else max_count
+    pairs = int((unit.exit > _NEG_INF).sum()) * int((unit.entry > _NEG_INF).sum())
+    if max_count is None:
+        links = copies * pairs
+    elif unit.is_optional:
+        links = copies * (copies - 1) // 2 * pairs
+    else:
+        links = (copies - 1) * pairs
+    check_size(f"repeat(min_count={min_count}, max_count={max_count}) of a unit of "
+               f"{unit.num_states} states and {unit.num_arcs} arcs",
+               copies * unit.num_states, copies * unit.num_arcs + links)
     if max_count is None:
         if unit.is_optional:
             raise ValueError(
@@ -778,6 +823,8 @@ def symbol(label, states=1, *, min_frames=1, max_frames=None, stay=0.0, advance=
     advance = log_weight("advance", advance)
     if not isinstance(token, bool):
         raise TypeError(f"token must be True or False, got {token!r}")
+    check_size(f"symbol(states={k}, min_frames={m}, max_frames={max_frames})",
+               *symbol_size(k, m, max_frames))
     nodes = {}  # (state j, frames counted) -> id, j-major
 
     if max_frames is None:
@@ -891,8 +938,9 @@ def chain(target, unit=None, *, between=None, leading=None, trailing=None,
     Raises
     ------
     ValueError
-        For a bad target, ``separate_repeats`` without ``between``, or ``SYMBOL``
-        in ``between`` / ``leading`` / ``trailing``.
+        For a bad target, ``separate_repeats`` without ``between``, ``SYMBOL``
+        in ``between`` / ``leading`` / ``trailing``, or a result of more than
+        ``2**31 - 1`` states or arcs (refused before it is built).
     TypeError
         If a part is not a Unit, or ``unit`` is neither a Unit, a callable nor a
         mapping.
@@ -933,7 +981,8 @@ def chain(target, unit=None, *, between=None, leading=None, trailing=None,
         return _chain_units(target, units, between, leading, trailing, separate_repeats)
     if target.shape[0] == 0:
         return _empty_chain(leading, trailing)
-    return _link(_chain_flat(target, unit, between, leading, trailing, separate_repeats))
+    return _link(_chain_flat(target, unit, between, leading, trailing, separate_repeats),
+                 f"chain of a target of length {target.shape[0]}")
 
 
 def _per_symbol_units(unit, target):
@@ -986,7 +1035,9 @@ def _chain_units(target, units, between, leading, trailing, separate_repeats):
         parts.append(_flat_of(u))
     if trailing is not None:
         parts.append(_flat_of(trailing))
-    return _link(_flat_join(parts))
+    what = f"chain of a target of length {len(units)}"
+    _check_parts(what, parts)
+    return _link(_flat_join(parts), what)
 
 
 class _Block:
@@ -1035,6 +1086,10 @@ def _chain_flat(target, unit, between, leading, trailing, separate_repeats):
     # the last period has no separator
     S_cut = K * P - (P - blk.S_u)
     A_cut = K * A - (A - unit.num_arcs)
+    ends = [u for u in (leading, trailing) if u is not None]
+    check_size(f"chain of a target of length {K}",
+               S_cut + sum(u.num_states for u in ends),
+               A_cut + sum(u.num_arcs for u in ends))
 
     ints = np.repeat(blk.ints[:, None, :], K, axis=1).reshape(2, K * P)  # a copy
     labels = ints[0, :S_cut]

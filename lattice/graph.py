@@ -114,14 +114,13 @@ class Graph:
     def _trusted(cls, labels, src, dst, weight, start, final, tokens):
         """A graph from arrays that are valid by construction (``lattice.compose``).
 
-        The caller guarantees shapes, labels in ``[0, INT32_MAX]`` (compose checks
-        every label where it enters), arc ends within range, tokens >= -1 and
+        The caller guarantees shapes, labels in ``[0, INT32_MAX]`` and at most
+        ``SIZE_LIMIT`` states and arcs (compose checks every label where it enters
+        and every size before it builds), arc ends within range, tokens >= -1 and
         float64 weights without NaN; only what composition cannot rule out is
         checked (weights that overflowed to ``+inf``). Arrays are converted to the
         constructor's dtypes and frozen.
         """
-        if labels.shape[0] > INT32_MAX or src.shape[0] > INT32_MAX:
-            raise ValueError("the graph has more states or arcs than int32 can index")
         graph = object.__new__(cls)
         for name, value in (("labels", labels), ("src", src), ("dst", dst),
                             ("tokens", tokens)):

@@ -6,7 +6,7 @@ import numpy as np
 
 import lattice
 from lattice import compose as C
-from lattice._checks import INT32_MAX, int_value, target_ids
+from lattice._checks import INT32_MAX, beyond_size, check_size, int_value, target_ids
 
 from . import _ctc_fill
 
@@ -163,6 +163,13 @@ def ctc_batch(targets, blank=0, between="optional"):
     # ids and blank are within int32 (checked above): the int32 arrays cannot wrap
     flat = np.concatenate(arrays) if size else np.zeros(0, dtype=np.int64)
     skips = between == "optional"
+    # 2 K + 1 states and 4 K + 1 arcs plus a skip per change of symbol, at most 5 K;
+    # count_arcs counts into int32, so a graph beyond the limit is refused first
+    if beyond_size(5 * int(k.max(initial=0))):
+        for b, a in enumerate(arrays):
+            n_skips = int(np.count_nonzero(a[1:] != a[:-1])) if skips else 0
+            check_size(f"targets[{b}] of {a.shape[0]} symbols", 2 * a.shape[0] + 1,
+                       4 * a.shape[0] + 1 + n_skips)
     num_arcs = np.empty(size, dtype=np.int32)
     first_blank = _ctc_fill.count_arcs(flat, k, blank, skips, num_arcs)
     if first_blank >= 0:  # the message names the example and the position in it

@@ -3,7 +3,7 @@
 import functools
 
 from lattice import compose as C
-from lattice._checks import int_value, log_weight, target_ids
+from lattice._checks import check_size, int_value, log_weight, symbol_size, target_ids
 
 
 @functools.lru_cache(maxsize=64)
@@ -51,6 +51,12 @@ def hmm(target, states=3, min_frames=1, max_frames=None, stay=0.0, advance=0.0):
     -------
     lattice.Graph
 
+    Raises
+    ------
+    ValueError
+        For a bad target or option, or a graph of more than ``2**31 - 1`` states or
+        arcs (refused before it is built).
+
     Examples
     --------
     >>> import lattice
@@ -70,5 +76,10 @@ def hmm(target, states=3, min_frames=1, max_frames=None, stay=0.0, advance=0.0):
                                int32=False)
     stay = log_weight("stay", stay)
     advance = log_weight("advance", advance)
+    # before the template is built (a unit of up to states * max_frames states)
+    k = target.shape[0]
+    check_size(f"hmm: states={states}, min_frames={min_frames}, "
+               f"max_frames={max_frames} for a target of length {k}",
+               *symbol_size(states, min_frames, max_frames, copies=k))
     unit = _template(states, min_frames, max_frames, stay, advance)
     return C.chain(target, unit).to_graph(sort_arcs=True)

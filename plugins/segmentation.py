@@ -3,7 +3,7 @@
 import functools
 
 from lattice import compose as C
-from lattice._checks import int_value, target_ids
+from lattice._checks import check_size, int_value, symbol_size, target_ids
 
 
 @functools.lru_cache(maxsize=64)
@@ -38,6 +38,12 @@ def segmentation(target, min_frames=1):
     -------
     lattice.Graph
 
+    Raises
+    ------
+    ValueError
+        For a bad target or ``min_frames``, or a graph of more than ``2**31 - 1``
+        states or arcs (refused before it is built).
+
     Examples
     --------
     >>> import lattice
@@ -49,4 +55,8 @@ def segmentation(target, min_frames=1):
     """
     target = target_ids(target)
     m = int_value("min_frames", min_frames, 1, int32=False)
+    # before the template is built (a unit of m states)
+    k = target.shape[0]
+    check_size(f"segmentation: min_frames={m} for a target of length {k}",
+               *symbol_size(1, m, copies=k))
     return C.chain(target, _template(m)).to_graph(sort_arcs=True)

@@ -226,3 +226,43 @@ def test_ctc_build_batch_rejects_ids_beyond_int32_like_build():
     with pytest.raises(ValueError, match="int32"):
         lattice.build_batch("ctc", [[1]], blank=2**31)
     assert lattice.build_batch("ctc", [[2**31 - 1]]).labels.max() == 2**31 - 1
+
+
+# --------------------------------------------------------------------------------
+# sizes beyond int32: refused before anything is allocated
+# --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit, targets, bad", [
+    # S = 2 K + 1 states, 4 K + 1 arcs and a skip per change of symbol
+    (19, [[5], [1, 2, 2, 3]], None),  # 19 arcs: at the limit
+    (19, [[5], [1, 2, 3, 4]], 1),  # 20 arcs
+    (20, [[1, 2, 3, 4], [7] * 4], None),
+    (21, [[1, 2, 3, 4, 5], [7]], 0),  # 11 states, 25 arcs
+    (25, [[7], [1, 2, 3, 4, 5]], None),
+])
+@pytest.mark.parametrize("as_int64", [False, True])  # the fast path of lattice.torch
+def test_ctc_build_batch_sizes_at_and_beyond_the_limit(monkeypatch, limit, targets, bad,
+                                                       as_int64):
+    """count_arcs counts into int32, so the size is checked before it runs."""
+    if as_int64:
+        targets = [np.array(t, dtype=np.int64) for t in targets]
+    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", limit)
+    if bad is None:
+        gb = lattice.build_batch("ctc", targets)
+        assert int(gb.num_arcs.max()) <= limit and int(gb.num_states.max()) <= limit
+        return
+    with pytest.raises(ValueError, match=rf"^targets\[{bad}\] of {len(targets[bad])} "
+                                         rf"symbols would make .* at most {limit}"):
+        lattice.build_batch("ctc", targets)
+
+
+@pytest.mark.parametrize("name, options, match", [
+    ("segmentation", {"min_frames": 2**30}, r"min_frames=1073741824 .* 2147483648 states"),
+    ("hmm", {"states": 2**31}, r"states=2147483648,.* 4294967296 states"),
+])
+def test_build_batch_graph_by_graph_refuses_sizes_beyond_int32(name, options, match):
+    """The registry's loop over build(): the first graph too large is refused before it
+    is made (the second target alone would be a legal graph of 2**30 states)."""
+    with pytest.raises(ValueError, match=match + r".*int32.*at most 2147483647"):
+        lattice.build_batch(name, [[1, 2], [1]], **options)

@@ -449,3 +449,51 @@ def test_segmentation_repeated_symbols_are_distinct_segments():
     assert g.num_states == 2 and g.labels.tolist() == [2, 2]
     # over 3 frames: 2 paths (1+2, 2+1)
     assert lattice.forward(np.zeros((1, 3, 3)), [g])[0] == pytest.approx(math.log(2))
+
+
+# --------------------------------------------------------------------------------
+# sizes beyond int32: refused before anything is allocated
+# --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, target, options, match", [
+    ("segmentation", [1, 2], {"min_frames": 2**31}, r"min_frames=2147483648 .* 4294967296 states"),
+    ("segmentation", [1, 2], {"min_frames": 2**30}, r"min_frames=1073741824 .* 2147483648 states"),
+    ("segmentation", [], {"min_frames": 2**31}, r"min_frames=2147483648.* 2147483648 states"),
+    ("hmm", [1], {"states": 2**31}, r"states=2147483648.* 2147483648 states"),
+    ("hmm", [1], {"states": 2**30 + 1}, r"states=1073741825.* 2147483649 arcs"),
+    ("hmm", [1, 2], {"states": 2, "max_frames": 2**31},
+     r"states=2, min_frames=1, max_frames=2147483648 .* 8589934588 states"),
+    ("hmm", [1, 2], {"min_frames": 2**40}, r"min_frames=1099511627776,.* states"),
+])
+def test_options_beyond_int32_are_refused_before_allocating(name, target, options, match):
+    """lattice.build("segmentation", [1, 2], min_frames=2**31) allocated tens of GB
+    before an empty MemoryError; the graph's size is computed first."""
+    with pytest.raises(ValueError, match=match + r".*int32.*at most 2147483647"):
+        lattice.build(name, target, **options)
+
+
+AT_THE_LIMIT = [
+    ("ctc", [1, 2, 2, 3], {}),
+    ("ctc", [1, 2, 2, 3], {"between": "required"}),
+    ("ctc", [1, 2, 2, 3], {"between": "none"}),
+    ("segmentation", [1, 2, 3], {"min_frames": 3}),
+    ("hmm", [1, 2], {"states": 3, "min_frames": 4}),
+    ("hmm", [1, 2, 1], {"states": 2, "min_frames": 3, "max_frames": 5}),
+    ("star", [1, 2, 2], {"wildcard": 9}),
+    ("star", [1, 2, 2], {"wildcard": 9, "blank": 0}),
+    ("star", [1, 2, 2], {"wildcard": 9, "blank": 0, "gaps": "edges"}),
+]
+
+
+@pytest.mark.parametrize("name, target, options", AT_THE_LIMIT)
+def test_graph_sizes_at_and_just_beyond_the_limit(monkeypatch, name, target, options):
+    """A graph of exactly the limit is built, one state or arc more is refused (with a
+    lowered limit: the real one needs 2**31 states)."""
+    g = lattice.build(name, target, **options)
+    n = max(g.num_states, g.num_arcs)
+    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", n)
+    assert lattice.build(name, target, **options) == g
+    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", n - 1)
+    with pytest.raises(ValueError, match=rf" {n} (states|arcs);.* at most {n - 1}"):
+        lattice.build(name, target, **options)

@@ -621,6 +621,89 @@ def test_arrays_and_weights_refuse_timedelta():
 
 
 # --------------------------------------------------------------------------------
+# sizes beyond int32: refused before anything is allocated
+# --------------------------------------------------------------------------------
+
+LIMIT = r"at most 2147483647"
+BIG = C.chain(np.ones(2**16, dtype=np.int64))  # 65536 states, in one vectorised step
+MANY = 2**15 + 1  # copies of BIG: 2**31 + 2**16 states
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: C.symbol(1, min_frames=2**31), r"min_frames=2147483648.* 2147483648 states"),
+    (lambda: C.symbol(1, states=2**31), r"states=2147483648.* 2147483648 states"),
+    (lambda: C.symbol(1, states=2**30 + 1), r"states=1073741825.* 2147483649 arcs"),
+    (lambda: C.blank(0, states=3, max_frames=2**31 + 1),
+     r"max_frames=2147483649.* 6442450941 states"),
+    (lambda: C.repeat(C.symbol(1), 2**31), r"min_count=2147483648.* 2147483648 states"),
+    (lambda: C.repeat(C.symbol(1), 1, 2**31), r"max_count=2147483648.* states"),
+    (lambda: C.repeat(C.symbol(1), 0, 2**30 + 1), r"max_count=1073741825.* 2147483649 arcs"),
+    # an optional unit repeated: every copy links to every later one
+    (lambda: C.repeat(C.optional(C.symbol(1)), 0, 2**16 + 1),
+     r"max_count=65537.* 2147581953 arcs"),
+    (lambda: C.chain([1] * MANY, BIG), r"chain of a target of length 32769.* states"),
+    (lambda: C.chain([1] * MANY, lambda c: BIG), r"chain of a target of length 32769"),
+    (lambda: C.chain([1] * MANY, {1: BIG}), r"chain of a target of length 32769"),
+    (lambda: C.concat([BIG] * MANY), r"concat of 32769 units.* states"),
+    (lambda: C.union([BIG] * MANY), r"union of 32769 units.* states"),
+    # 65537 states, but an arc from each to every later one (all are optional)
+    (lambda: C.chain(np.ones(2**16 + 1, dtype=np.int64), C.optional(C.symbol(C.SYMBOL))),
+     r"chain of a target of length 65537.* 2147581953 arcs"),
+    # parts of two entries and exits: four arcs per pair of parts
+    (lambda: C.chain(np.ones(2**15 + 1, dtype=np.int64),
+                     C.optional(C.symbol(C.SYMBOL) | C.blank(0))),
+     r"chain of a target of length 32769.* 2147614722 arcs"),
+])
+def test_sizes_beyond_int32_are_refused_before_allocating(make, match):
+    """Options implying 2**31 states or arcs used to allocate tens of GB (or loop for
+    hours) before an empty MemoryError; the check comes first, in Python ints."""
+    with pytest.raises(ValueError, match=match + r".*int32.*" + LIMIT):
+        make()
+
+
+def test_hand_written_units_beyond_int32_are_refused_before_the_copy():
+    huge = np.broadcast_to(np.int8(0), (2**31,))
+    with pytest.raises(ValueError, match=r"^src has 2147483648 values.*at most 2147483647"):
+        C.Unit([1], src=huge, dst=huge, entry=0.0, exit=0.0)
+
+
+def _sizes(unit):
+    return max(unit.num_states, unit.num_arcs)
+
+
+GAP = C.Unit([0, 9], src=[0, 0, 1, 1], dst=[0, 1, 0, 1], entry=0.0, exit=0.0, skip=0.0,
+             tokens=-1)
+AT_THE_LIMIT = [
+    ("symbol", lambda: C.symbol(1, 3, min_frames=5)),
+    ("symbol", lambda: C.symbol(1, 4, min_frames=2)),
+    ("symbol", lambda: C.symbol(1, 2, min_frames=3, max_frames=6)),
+    ("repeat", lambda: C.repeat(C.symbol(1, 2), 2, 5)),
+    ("repeat", lambda: C.repeat(C.symbol(1) | C.symbol(2, 2), 3)),
+    ("repeat", lambda: C.repeat(C.optional(C.symbol(1) | GAP), 1, 4)),
+    ("repeat", lambda: C.repeat(C.symbol(1, max_frames=3), 0, 3)),
+    ("chain", lambda: C.chain([1, 2, 2], C.symbol(C.SYMBOL, 2, max_frames=4),
+                              between=C.optional(C.blank(0)), leading=GAP,
+                              trailing=GAP, separate_repeats=True)),
+    ("chain", lambda: C.chain([1, 2], lambda c: C.symbol(c) | GAP, between=GAP)),
+    ("concat", lambda: C.concat(GAP, C.optional(C.symbol(1)), GAP, C.symbol(2) | GAP)),
+    ("union", lambda: C.union(GAP, C.symbol(1, 3), C.optional(C.symbol(2)))),
+]
+
+
+@pytest.mark.parametrize("what, make", AT_THE_LIMIT,
+                         ids=[f"{w}-{i}" for i, (w, _m) in enumerate(AT_THE_LIMIT)])
+def test_sizes_at_and_just_beyond_the_limit(monkeypatch, what, make):
+    """The counts computed before building are exact: a graph of exactly the limit is
+    built, one state or arc more is refused (checked with a lowered limit)."""
+    n = _sizes(make())
+    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", n)
+    assert _sizes(make()) == n
+    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", n - 1)
+    with pytest.raises(ValueError, match=rf"^{what}.* {n} (states|arcs).* at most {n - 1}"):
+        make()
+
+
+# --------------------------------------------------------------------------------
 # Unit by hand, to_graph
 # --------------------------------------------------------------------------------
 

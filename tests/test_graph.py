@@ -251,6 +251,19 @@ def test_builder_big_unsigned_and_timedelta_scalars():
     assert b.build().labels.tolist() == [2**31 - 1]
 
 
+@pytest.mark.parametrize("name", ["labels", "src", "tokens"])
+def test_arrays_beyond_int32_states_or_arcs_are_refused_before_the_copy(name):
+    """A zero-stride view of 2**31 ids costs no memory; copying it would cost 8 GB."""
+    huge = np.broadcast_to(np.int8(0), (2**31,))
+    kwargs = base_kwargs()
+    kwargs[name] = huge
+    if name == "src":
+        kwargs["dst"] = huge
+    with pytest.raises(ValueError, match=rf"^{name} has 2147483648 values.*int32.*"
+                                         r"at most 2147483647"):
+        Graph(**kwargs)
+
+
 # --------------------------------------------------------------------------------
 # immutability, equality, repr
 # --------------------------------------------------------------------------------
