@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import decode, num_threads
+from .plot import pyplot
 
 __all__ = [
     "BLANK",
@@ -424,7 +425,7 @@ def run(config=None, out=None, save_emissions=None, save_transcripts=None,
     config = config or DemoConfig()
     # fail now rather than after training
     if out is not None:
-        _pyplot()
+        pyplot()
     for path in (out, save_emissions, save_transcripts, save_symbols):
         if path is not None:
             folder = os.path.dirname(os.path.abspath(os.fspath(path)))
@@ -539,18 +540,6 @@ def _train(config, torch, CTCLoss, ViterbiLoss, out, save_emissions, save_transc
     return result
 
 
-def _pyplot():
-    """``matplotlib.pyplot``, or an ImportError naming the extra that installs it."""
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError(
-            "lattice's plots need matplotlib: install it with "
-            "pip install \"lattice[plot]\" (or pip install matplotlib)"
-        ) from exc
-    return plt
-
-
 def _pad(targets):
     width = max(1, max(len(t) for t in targets))
     padded = np.zeros((len(targets), width), dtype=np.int64)
@@ -564,7 +553,7 @@ def _figure(result, line, log_probs, target, path):
     from . import build, viterbi
     from .plot import plot_losses, plot_posteriors
 
-    plt = _pyplot()
+    plt = pyplot()
     ali = viterbi(log_probs[None].astype(np.float64), [build("ctc", target, blank=BLANK)])
     fig = plt.figure(figsize=(11, 7.5), layout="constrained")
     grid = fig.add_gridspec(3, 2, height_ratios=[1, 2.2, 2.2])

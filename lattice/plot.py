@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_lattice", "plot_losses", "plot_posteriors"]
+__all__ = ["plot_lattice", "plot_losses", "plot_posteriors", "pyplot"]
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot``, imported when first needed, or an ImportError that names
+    the extra installing it (``lattice[plot]``).
+
+    Examples
+    --------
+    >>> from lattice.plot import pyplot
+    >>> pyplot().__name__
+    'matplotlib.pyplot'
+    """
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:
@@ -24,7 +33,7 @@ def _pyplot():
 
 
 def _axes(ax, figsize):
-    plt = _pyplot()
+    plt = pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
