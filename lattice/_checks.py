@@ -32,6 +32,7 @@ __all__ = [
     "SIZE_LIMIT",
     "beyond_size",
     "check_integer_dtype",
+    "check_length",
     "check_range",
     "check_size",
     "first_outside",
@@ -264,9 +265,7 @@ def index_array(name, values, length=None, minimum=-INT32_MAX, what="value"):
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if beyond_size(arr.shape[0]):  # one value per state or arc
-        raise ValueError(f"{name} has {arr.shape[0]} values; the kernels index states "
-                         f"and arcs with int32, so a graph has at most {SIZE_LIMIT}")
+    check_length(name, arr.shape[0])  # one value per state or arc
     if arr.size or arr.dtype.kind not in "iuf":
         check_integer_dtype(name, arr)
     if length is not None and arr.shape[0] != length:
@@ -360,6 +359,23 @@ def beyond_size(count) -> bool:
     (False, True)
     """
     return count > SIZE_LIMIT
+
+
+def check_length(name, length):
+    """Refuse an array of one value per state or arc longer than :data:`SIZE_LIMIT`
+    (before it is copied or read).
+
+    Examples
+    --------
+    >>> from lattice._checks import check_length
+    >>> check_length("labels", 2**31)
+    Traceback (most recent call last):
+    ...
+    ValueError: labels has 2147483648 values; the kernels index states and arcs ...
+    """
+    if beyond_size(length):
+        raise ValueError(f"{name} has {length} values; the kernels index states and "
+                         f"arcs with int32, so a graph has at most {SIZE_LIMIT}")
 
 
 def check_size(what, states, arcs):

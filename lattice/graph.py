@@ -11,13 +11,18 @@ Graphs are immutable and validated on construction, so the kernels can trust the
 
 from __future__ import annotations
 
+import lzma
 import math
-import numbers
+import os
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from numpy.lib import format as npy_format
 
-from ._checks import INT32_MAX, index_array, int_value, is_int, weight_array
+from ._checks import (INT32_MAX, check_length, index_array, int_value, is_int, is_real,
+                      weight_array)
 from ._frozen import freeze
 
 __all__ = ["Graph", "GraphBuilder"]
@@ -368,10 +373,14 @@ class Graph:
         Raises
         ------
         TypeError
-            If ``data`` is not a mapping, or a field has the wrong type.
+            If ``data`` is not a mapping, a field is not a list, or an element is not
+            an int (index fields: labels, src, dst, tokens; ``bool`` is none) or a
+            number (weight fields).
         ValueError
-            If ``format`` or ``version`` is wrong, a key is missing or unknown, or the
-            arrays do not make a valid graph (as in :class:`Graph`).
+            If ``format`` or ``version`` is wrong, a key is missing or unknown, an
+            element is out of range (an id beyond int32, a weight beyond float64:
+            both named by field and index), or the arrays do not make a valid graph
+            (as in :class:`Graph`).
 
         Examples
         --------
@@ -405,7 +414,7 @@ class Graph:
                 values = [_json_weight(field, i, v) for i, v in enumerate(values)]
                 arrays[field] = np.asarray(values, dtype=np.float64)
             else:
-                arrays[field] = np.asarray(values)
+                arrays[field] = _json_ids(field, values)
         return cls(**arrays)
 
     def save(self, file) -> None:
@@ -438,11 +447,14 @@ class Graph:
     def load(cls, file) -> "Graph":
         """Read a graph written by :meth:`save`, validating it like the constructor.
 
-        The file is opened with ``allow_pickle=False``: nothing in it can run code.
+        Nothing in the file can run code (an array of Python objects, which numpy
+        stores with pickle, is refused unread), and nothing is allocated before the
+        size an array declares has been checked against the bytes that hold it.
 
         Parameters
         ----------
         file : str, os.PathLike or file object
+            A seekable binary file object is read as it is (and left open).
 
         Returns
         -------
@@ -451,8 +463,18 @@ class Graph:
         Raises
         ------
         ValueError
-            If the file is not a ``.npz`` archive of a graph (wrong format or version,
-            a missing array) or its arrays do not make a valid graph.
+            If the file is not a ``.npz`` archive of a graph: empty, not a zip file or
+            a truncated one, a single ``.npy`` array, an array that cannot be read
+            (a header that is not numpy's, a size it declares that its bytes do not
+            have, more values than a graph may have states or arcs, corrupt
+            compressed data, Python objects), a wrong format or version, a missing
+            array; or if its arrays do not make a valid graph. The message names the
+            file (a file object by its ``name``, if it has one) and the array.
+        TypeError
+            If an array holds the wrong kind of values (as :class:`Graph` raises).
+        OSError
+            If ``file`` is a path that cannot be opened: ``FileNotFoundError`` for
+            one that does not exist, ``IsADirectoryError`` for a directory.
 
         Examples
         --------
@@ -461,20 +483,111 @@ class Graph:
         >>> lattice.build("ctc", [1, 1]).save(path)
         >>> lattice.Graph.load(path)
         Graph(num_states=5, num_arcs=9)
+        >>> with open(path, "wb") as f:   # a save that was cut short
+        ...     _ = f.write(b"")
+        >>> lattice.Graph.load(path)
+        Traceback (most recent call last):
+        ...
+        ValueError: file '...g.npz' is empty, not a .npz archive of a graph
         """
-        archive = np.load(file, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("file holds a single array, not a .npz archive of a graph")
-        with archive:
-            fmt = archive["format"].item() if "format" in archive.files else None
-            version = archive["version"].item() if "version" in archive.files else None
-            _check_header("file", fmt, version)
-            arrays = {}
-            for field in _FIELDS:
-                if field not in archive.files:
-                    raise ValueError(f"file lacks the array {field!r}")
-                arrays[field] = archive[field]
-        return cls(**arrays)
+        if isinstance(file, (str, os.PathLike)):
+            where = f"file {os.fspath(file)!r}"
+            with open(file, "rb") as fh:  # OSError: not a file that can be opened
+                arrays = _read_npz(fh, where)
+        else:
+            name = getattr(file, "name", None)
+            where = f"file {name!r}" if isinstance(name, str) else "the file object"
+            arrays = _read_npz(file, where)
+        try:
+            return cls(**arrays)
+        except (TypeError, ValueError) as exc:  # the constructor's, naming the array
+            kind = TypeError if isinstance(exc, TypeError) else ValueError
+            raise kind(f"{where}: {exc}") from None
+
+
+# what zipfile and its decompressors raise for archives they cannot read (never an
+# OSError: those are the operating system's, and stay what they are)
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
+               lzma.LZMAError, NotImplementedError, RuntimeError)
+
+
+def _read_npz(fh, where):
+    """The arrays ``format``, ``version`` and the fields of a saved graph, read from
+    the ``.npz`` archive open as ``fh``; :class:`ValueError` naming ``where`` for
+    anything that is not one."""
+    start = fh.tell()
+    head = fh.read(len(npy_format.MAGIC_PREFIX))
+    fh.seek(start)
+    if not head:
+        raise ValueError(f"{where} is empty, not a .npz archive of a graph")
+    if head == npy_format.MAGIC_PREFIX:
+        raise ValueError(f"{where} holds a single array (.npy), not a .npz archive of "
+                         "a graph")
+    try:
+        archive = zipfile.ZipFile(fh)
+    except _ZIP_ERRORS as exc:
+        raise ValueError(f"{where} is not a .npz archive of a graph: not a zip file, "
+                         f"or a truncated one ({exc})") from None
+    with archive:
+        members = set(archive.namelist())
+
+        def read(key):
+            if f"{key}.npy" not in members:
+                return None
+            try:
+                return _read_member(archive, f"{key}.npy", f"{where}: the array {key!r}")
+            except _ZIP_ERRORS as exc:
+                raise ValueError(f"{where}: the array {key!r} cannot be read ({exc})"
+                                 ) from None
+
+        header = {}
+        for key in ("format", "version"):
+            value = read(key)
+            if value is not None and value.shape != ():
+                raise ValueError(f"{where}: the array {key!r} must be a scalar, got "
+                                 f"shape {value.shape}")
+            header[key] = None if value is None else value.item()
+        _check_header(where, header["format"], header["version"])
+        arrays = {}
+        for field in _FIELDS:
+            arrays[field] = read(field)
+            if arrays[field] is None:
+                raise ValueError(f"{where} lacks the array {field!r}")
+    return arrays
+
+
+def _read_member(archive, member, what):
+    """One ``.npy`` member, read only after its header has been checked: no Python
+    objects, at most ``SIZE_LIMIT`` values, and exactly the bytes it declares."""
+    info = archive.getinfo(member)
+    with archive.open(info) as fp:
+        try:
+            version = npy_format.read_magic(fp)
+            if version == (1, 0):
+                shape, fortran, dtype = npy_format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, fortran, dtype = npy_format.read_array_header_2_0(fp)
+            else:
+                raise ValueError(f"npy format version {version} (lattice reads 1.0 "
+                                 "and 2.0)")
+        except ValueError as exc:  # numpy's messages: magic string, header, EOF
+            raise ValueError(f"{what} is not a .npy array: {exc}") from None
+        if dtype.hasobject:
+            raise ValueError(f"{what} holds Python objects, stored with pickle; "
+                             "lattice never unpickles")
+        count = math.prod(shape)
+        declared = count * dtype.itemsize
+        held = info.file_size - fp.tell()  # as the archive's directory says
+        if declared != held:
+            raise ValueError(f"{what} declares shape {shape} of {dtype} ({declared} "
+                             f"bytes) but holds {held} bytes")
+        check_length(what, count)
+        data = fp.read(declared)
+    if len(data) != declared:
+        raise ValueError(f"{what} is cut short ({len(data)} of {declared} bytes)")
+    if not dtype.itemsize:  # numpy cannot make an array of it from bytes
+        raise ValueError(f"{what} has the dtype {dtype}, whose values have no bytes")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def _check_header(name, fmt, version):
@@ -482,8 +595,7 @@ def _check_header(name, fmt, version):
         raise ValueError(
             f"{name} is not a saved lattice graph (format {fmt!r}, expected {_FORMAT!r})"
         )
-    if (isinstance(version, bool) or not isinstance(version, numbers.Integral)
-            or version != _VERSION):
+    if not is_int(version) or version != _VERSION:
         raise ValueError(
             f"{name} has version {version!r}; this lattice reads version {_VERSION}"
         )
@@ -496,11 +608,36 @@ def _json_weight(field, index, value):
         raise ValueError(
             f"data[{field!r}][{index}] is the string {value!r}; only '-inf' is allowed"
         )
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(
             f"data[{field!r}][{index}] must be a number or '-inf', got {value!r}"
         )
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64, e.g. 10**400
+        raise ValueError(
+            f"data[{field!r}][{index}] is an int too large for a float (log-weights "
+            f"are float64): {value}"
+        ) from None
+
+
+def _json_ids(field, values):
+    """An index field of :meth:`Graph.from_dict` as an int64 array; the first element
+    that is no int, or beyond int32, is named by its index.
+
+    Checked element by element: numpy would read ``True`` as 1 and make float64 of
+    small ints mixed with one beyond int64.
+    """
+    if not all(type(v) is int for v in values):  # JSON gives exactly ints
+        for i, v in enumerate(values):
+            if not is_int(v):
+                raise TypeError(f"data[{field!r}][{i}] must be an int, got {v!r}")
+        values = [int(v) for v in values]
+    if values and (min(values) < -INT32_MAX or max(values) > INT32_MAX):
+        i = next(i for i, v in enumerate(values) if not -INT32_MAX <= v <= INT32_MAX)
+        raise ValueError(f"data[{field!r}][{i}] is {values[i]}, beyond int32 (at most "
+                         f"{INT32_MAX} in absolute value)")
+    return np.array(values, dtype=np.int64)
 
 
 class GraphBuilder:

@@ -3,8 +3,11 @@
 import io
 import json
 import math
+import re
 import shutil
+import struct
 import subprocess
+import zipfile
 
 import numpy as np
 import pytest
@@ -298,3 +301,201 @@ class Tampered:
     def __reduce__(self):
         empty = np.array([], dtype=np.int64)
         return (Graph, (np.array([-1]), empty, empty, None, [0.0], [0.0], None))
+
+
+# --------------------------------------------------------------------------------
+# hostile files: every broken file is a ValueError naming the file, never EOFError,
+# BadZipFile, MemoryError or an unpickling
+# --------------------------------------------------------------------------------
+
+
+def npy_bytes(arr):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=True)
+    return buf.getvalue()
+
+
+def npy_header(shape, descr, version=(1, 0)):
+    """A .npy header declaring ``shape`` and ``descr``, with no data after it."""
+    buf = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    if version == (1, 0):
+        np.lib.format.write_array_header_1_0(buf, header)
+    else:
+        np.lib.format.write_array_header_2_0(buf, header)
+    return buf.getvalue()
+
+
+def npz_bytes(members, compression=zipfile.ZIP_STORED):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+def good_members(**changes):
+    members = {f"{k}.npy": npy_bytes(v) for k, v in good_arrays().items()}
+    for key, value in changes.items():
+        if value is None:
+            del members[f"{key}.npy"]
+        else:
+            members[f"{key}.npy"] = value
+    return members
+
+
+def forge(data, member, offset, value):
+    """The archive with the 4-byte field at ``offset`` of ``member``'s central
+    directory entry (what zipfile believes) set to ``value(old)``."""
+    data = bytearray(data)
+    entry = data.index(b"PK\x01\x02")
+    while True:  # a central directory entry: 46 bytes of fields, then the name
+        name_len = struct.unpack_from("<H", data, entry + 28)[0]
+        if data[entry + 46: entry + 46 + name_len] == member.encode():
+            struct.pack_into("<I", data, entry + offset,
+                             value(struct.unpack_from("<I", data, entry + offset)[0]))
+            return bytes(data)
+        entry = data.index(b"PK\x01\x02", entry + 4)
+
+
+def saved_bytes():
+    buf = io.BytesIO()
+    sample_graph().save(buf)
+    return buf.getvalue()
+
+
+def corrupt_deflate():
+    data = bytearray(npz_bytes(good_members(), zipfile.ZIP_DEFLATED))
+    data[60:90] = b"\xff" * 30  # inside the first member's compressed stream
+    return bytes(data)
+
+
+HOSTILE = [
+    ("empty", lambda: b"", "is empty"),
+    ("truncated", lambda: saved_bytes()[: len(saved_bytes()) // 2], "not a zip"),
+    ("tail cut", lambda: saved_bytes()[:-10], "not a zip"),
+    ("not a zip", lambda: b"hello, not an archive" * 4, "not a zip"),
+    ("a .npy file", lambda: npy_bytes(np.arange(3)), "single array"),
+    # the header declares 8 TB: numpy allocated it (MemoryError) before reading
+    ("huge float header", lambda: npz_bytes(good_members(weight=npy_header((10**12,), "<f8"))),
+     r"'weight' declares shape \(1000000000000,\) of float64 \(8000000000000 bytes\) but "
+     r"holds 0"),
+    ("huge int header", lambda: npz_bytes(good_members(labels=npy_header((2**40,), "<i8"))),
+     r"'labels' declares .* but holds 0"),
+    ("header and data disagree", lambda: npz_bytes(good_members(
+        labels=npy_header((2,), "<i8") + b"\0" * 24)), r"'labels' declares .*16 bytes.* 24"),
+    ("version 2 header", lambda: npz_bytes(good_members(
+        src=npy_header((10**9,), "<i4", (2, 0)))), r"'src' declares"),
+    # the archive's directory agrees with the header (a lie that costs nothing)
+    ("2**31 values", lambda: forge(npz_bytes(good_members(
+        labels=npy_header((2**31,), "|i1"))), "labels.npy", 24, lambda n: n + 2**31),
+     r"'labels' has 2147483648 values.*at most 2147483647"),
+    # offset 8: the flags (2 bytes), then the compression method (2 bytes)
+    ("unknown compression", lambda: forge(npz_bytes(good_members()), "src.npy", 8,
+                                          lambda n: n & 0xFFFF | (99 << 16)),
+     r"'src' cannot be read \(That compression method is not supported"),
+    ("encrypted", lambda: forge(npz_bytes(good_members()), "dst.npy", 8, lambda n: n | 1),
+     r"'dst' cannot be read \(.*encrypted"),
+    ("member cut short", lambda: npz_bytes(good_members(labels=npy_bytes(
+        sample_graph().labels)[:-3])), r"'labels' declares"),
+    ("bad magic", lambda: npz_bytes(good_members(
+        labels=b"\x93NUMPX" + npy_bytes(sample_graph().labels)[6:])), r"'labels'.*magic"),
+    ("npy version 9", lambda: npz_bytes(good_members(
+        labels=b"\x93NUMPY\x09\x00" + npy_bytes(sample_graph().labels)[8:])),
+     r"'labels'.*version"),
+    ("header length past the end", lambda: npz_bytes(good_members(
+        labels=b"\x93NUMPY\x02\x00" + struct.pack("<I", 2**31) + b"{}")), r"'labels'"),
+    ("an archive as a member", lambda: npz_bytes(good_members(labels=saved_bytes())),
+     r"'labels'.*magic"),
+    ("corrupt compressed data", corrupt_deflate, r"cannot be read"),
+    ("values of no bytes", lambda: npz_bytes(good_members(labels=npy_header((3,), "|S0"))),
+     r"'labels' has the dtype \|S0, whose values have no bytes"),
+    ("object array (pickle)", lambda: npz_bytes(good_members(
+        labels=npy_bytes(np.array([0, 3, 1], dtype=object)))), r"'labels'.*pickle"),
+    ("object format (pickle)", lambda: npz_bytes(good_members(
+        format=npy_bytes(np.array(["lattice.Graph"], dtype=object)))), r"'format'.*pickle"),
+    ("format of shape (1,)", lambda: npz_bytes(good_members(
+        format=npy_bytes(np.array(["lattice.Graph"])))), r"'format' must be a scalar"),
+    ("version array", lambda: npz_bytes(good_members(version=npy_bytes(np.array([1, 1])))),
+     r"'version' must be a scalar"),
+    ("missing src", lambda: npz_bytes(good_members(src=None)), "lacks the array 'src'"),
+    ("missing format", lambda: npz_bytes(good_members(format=None)), "format None"),
+]
+
+
+@pytest.mark.parametrize("make, match", [(m, x) for _n, m, x in HOSTILE],
+                         ids=[n for n, _m, _x in HOSTILE])
+def test_load_refuses_hostile_files_with_a_value_error_naming_the_file(tmp_path, make,
+                                                                      match):
+    path = tmp_path / "hostile.npz"
+    path.write_bytes(make())
+    with pytest.raises(ValueError, match=rf"^file '{re.escape(str(path))}'.*{match}"):
+        Graph.load(path)
+    # a file object is named by its name, an anonymous one as "the file object"
+    with open(path, "rb") as fh, pytest.raises(ValueError, match=match):
+        Graph.load(fh)
+    with pytest.raises(ValueError, match=rf"^the file object\b.*{match}"):
+        Graph.load(io.BytesIO(make()))
+
+
+def test_load_wrong_dtypes_are_the_constructors_type_errors_naming_the_file(tmp_path):
+    for field, value in [("src", np.array([0.0, 0, 1, 2, 1])),
+                         ("labels", np.array([0, 3, 1]).astype("m8[s]")),
+                         ("labels", np.array(["a", "b", "c"])),
+                         ("weight", np.zeros(5, dtype=complex)),
+                         ("tokens", np.zeros(3, dtype=[("a", "<i4")]))]:
+        path = tmp_path / f"{field}.npz"
+        path.write_bytes(npz_bytes(good_members(**{field: npy_bytes(value)})))
+        with pytest.raises(TypeError, match=rf"^file '.*{field}.npz': {field} must hold"):
+            Graph.load(path)
+    path = tmp_path / "u64.npz"
+    path.write_bytes(npz_bytes(good_members(labels=npy_bytes(
+        np.array([0, 2**64 - 1, 1], dtype=np.uint64)))))
+    with pytest.raises(ValueError, match=r"u64.npz': labels .*18446744073709551615"):
+        Graph.load(path)
+
+
+def test_load_reads_what_numpy_writes(tmp_path):
+    """Compressed archives, big-endian and Fortran-ordered members, extra members."""
+    g = sample_graph()
+    arrays = {k: v.astype(v.dtype.newbyteorder(">")) if v.ndim else v
+              for k, v in good_arrays().items()}
+    np.savez_compressed(tmp_path / "c.npz", extra=np.arange(4), **arrays)
+    assert Graph.load(tmp_path / "c.npz") == g
+    np.savez(tmp_path / "f.npz", **{k: np.asfortranarray(v) if v.ndim else v
+                                    for k, v in good_arrays().items()})
+    assert Graph.load(tmp_path / "f.npz") == g
+
+
+def test_load_paths_that_are_no_file_keep_their_os_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        Graph.load(tmp_path / "no-such-file.npz")
+    with pytest.raises(IsADirectoryError):
+        Graph.load(tmp_path)
+
+
+BAD_NUMBERS = [
+    ("weight", 2, 10**400, ValueError, "too large for a float"),
+    ("start", 1, -(10**400), ValueError, "too large for a float"),
+    ("final", 0, np.timedelta64(1), TypeError, "must be a number"),
+    ("labels", 1, 2**64 - 1, ValueError, r"is 18446744073709551615, beyond int32"),
+    ("labels", 2, 10**400, ValueError, r"beyond int32"),
+    ("src", 1, 2**31, ValueError, r"is 2147483648, beyond int32"),
+    ("tokens", 0, -(2**63) - 1, ValueError, r"beyond int32"),
+    ("labels", 1, True, TypeError, "must be an int"),
+    ("dst", 1, 1.0, TypeError, "must be an int"),
+    ("tokens", 2, None, TypeError, "must be an int"),
+]
+
+
+@pytest.mark.parametrize("field, index, value, exc, match", BAD_NUMBERS,
+                         ids=[f"{f}[{i}]-{k}" for k, (f, i, *_r) in enumerate(BAD_NUMBERS)])
+def test_from_dict_names_the_field_and_index_of_a_bad_number(field, index, value, exc,
+                                                            match):
+    """10**400 raised OverflowError; 2**64 - 1 among small ints made numpy pick float64;
+    True was taken for 1."""
+    d = sample_graph().to_dict()
+    d[field] = list(d[field])
+    d[field][index] = value
+    with pytest.raises(exc, match=rf"^data\['{field}'\]\[{index}\] .*{match}"):
+        Graph.from_dict(d)
