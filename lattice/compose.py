@@ -737,6 +737,11 @@ def repeat(unit, min_count=1, max_count=None) -> Unit:
         max_count = _check_int("max_count", max_count, max(min_count, 1))
     if unit.num_states == 0:
         raise ValueError("unit has no states; there is nothing to repeat")
+    if max_count is None and unit.is_optional:
+        raise ValueError(
+            "unit is optional, so repeating it without bound is ambiguous; "
+            "use optional(repeat(unit)) instead"
+        )
     # copies and arcs of the result: every copy's exits join the next one's entries
     # (all later ones' when the unit is optional), and the loop joins them once more
     copies = max(min_count, 1) if max_count is None else max_count
@@ -751,11 +756,6 @@ def repeat(unit, min_count=1, max_count=None) -> Unit:
                f"{unit.num_states} states and {unit.num_arcs} arcs",
                copies * unit.num_states, copies * unit.num_arcs + links)
     if max_count is None:
-        if unit.is_optional:
-            raise ValueError(
-                "unit is optional, so repeating it without bound is ambiguous; "
-                "use optional(repeat(unit)) instead"
-            )
         looped = _loop(unit)
         if min_count == 0:
             return optional(looped)
