@@ -25,6 +25,7 @@ import numbers
 
 import numpy as np
 
+from . import _layout
 from ._frozen import freeze
 
 __all__ = [
@@ -40,13 +41,16 @@ __all__ = [
     "int_value",
     "is_int",
     "is_real",
+    "lengths",
     "log_weight",
+    "log_weights",
+    "real_value",
     "symbol_size",
     "target_ids",
     "weight_array",
 ]
 
-INT32_MAX = 2**31 - 1
+INT32_MAX = _layout.INT32_MAX
 """The largest id: the kernels index labels, states and arcs with int32."""
 
 SIZE_LIMIT = INT32_MAX
@@ -447,3 +451,89 @@ def symbol_size(states=1, min_frames=1, max_frames=None, copies=1):
         num_arcs = k * (top - k) + (k - 1) * (top - k + 1)
         exits = top - max(m, k) + 1
     return copies * num_states, copies * num_arcs + max(copies - 1, 0) * exits
+
+
+def real_value(name, value, minimum=None) -> float:
+    """``value`` as a finite float, checked: a real number (see :func:`is_real`),
+    ``>= minimum``.
+
+    Examples
+    --------
+    >>> from lattice._checks import real_value
+    >>> real_value("length_norm", 1)
+    1.0
+    >>> real_value("length_norm", float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: length_norm must be finite, got nan
+    """
+    if not is_real(value):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def lengths(name, values, size, frames) -> np.ndarray:
+    """Per-example frame counts as int64, checked: shape ``(size,)`` (a scalar is
+    one example), integers (see :func:`is_int`), within ``[0, frames]``. ``None``
+    means every example has all ``frames``.
+
+    Examples
+    --------
+    >>> from lattice._checks import lengths
+    >>> lengths("lengths", [3, 5], 2, 5).tolist()
+    [3, 5]
+    >>> lengths("lengths", [3, 6], 2, 5)
+    Traceback (most recent call last):
+    ...
+    ValueError: lengths must lie in [0, 5] (the number of frames), got values in [3, 6]
+    """
+    if values is None:
+        return np.full(size, frames, dtype=np.int64)
+    arr = np.asarray(values)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {arr.shape}")
+    if arr.size:
+        low, high = int(arr.min()), int(arr.max())  # exact for uint64 too
+        if low < 0 or high > frames:
+            raise ValueError(
+                f"{name} must lie in [0, {frames}] (the number of frames), "
+                f"got values in [{low}, {high}]"
+            )
+    return arr.astype(np.int64, copy=False)
+
+
+def log_weights(name, values, shape, dtype) -> np.ndarray:
+    """An array of log-weights in ``dtype``, C-contiguous, checked: real numbers (no
+    bool, no timedelta64), of ``shape``, no NaN, no ``+inf`` (``-inf`` forbids).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice._checks import log_weights
+    >>> log_weights("arc_weights", [[0, -np.inf]], (1, 2), np.float32).dtype
+    dtype('float32')
+    >>> log_weights("arc_weights", [[0, np.inf]], (1, 2), np.float64)
+    Traceback (most recent call last):
+    ...
+    ValueError: arc_weights contains +inf (log-weights may be -inf, never +inf)
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN")
+    if np.isposinf(arr).any():
+        raise ValueError(f"{name} contains +inf (log-weights may be -inf, never +inf)")
+    return arr

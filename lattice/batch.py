@@ -16,7 +16,7 @@ import numpy as np
 from ._checks import INT32_MAX, check_integer_dtype, first_outside
 from ._frozen import freeze
 from ._layout import BAND_WIDTHS, MAX_BAND
-from .graph import _INT32_MAX, Graph
+from .graph import Graph
 
 __all__ = ["GraphBatch", "batch"]
 
@@ -43,7 +43,21 @@ def _band_fits(band, max_states):
     """Whether the banded kernels can index a band table of ``band * max_states +
     band - 1`` entries (slot ``d * S + s``) with C ints; a batch whose table they
     cannot index runs on the general kernels instead."""
-    return band * max_states + band - 1 <= _INT32_MAX
+    return band * max_states + band - 1 <= INT32_MAX
+
+
+def _csr_order(example, ends, key, size, s_max):
+    """The stable order of arcs by (example, ends, key): arcs of equal keys keep
+    their order (the concatenation is in arc-id order within each example).
+
+    One integer key and a stable sort is several times faster than a lexsort over
+    three keys; the key fits int64 unless the graphs are enormous (about 2**31
+    states), and then the lexsort runs instead, with the same result.
+    """
+    if size * s_max * (2 * s_max + 1) + 2 * s_max < 2**63:
+        composite = (example * s_max + ends) * (2 * s_max + 1) + (key + s_max)
+        return np.argsort(composite, kind="stable")
+    return np.lexsort((key, ends, example))
 
 
 def _batch_csr(example, ends, key, arc_id, arc_mask, size, s_max):
@@ -55,10 +69,7 @@ def _batch_csr(example, ends, key, arc_id, arc_mask, size, s_max):
     state, which lets the banded fast path reproduce the general path bit for bit,
     and it decides Viterbi ties (the first arc in this order wins).
     """
-    # one integer key and a stable sort (the concatenation is in arc-id order within
-    # each example) is several times faster than a lexsort over four keys
-    composite = (example * s_max + ends) * (2 * s_max + 1) + (key + s_max)
-    order = np.argsort(composite, kind="stable")
+    order = _csr_order(example, ends, key, size, s_max)
     arcs = np.zeros(arc_mask.shape, dtype=np.int32)
     arcs[arc_mask] = arc_id[order]  # sorted by example first: row-major fill
     counts = np.bincount(example * s_max + ends, minlength=size * s_max)
@@ -223,9 +234,9 @@ class GraphBatch:
         tokens = rows("tokens", tokens, state_mask, "index")
         src = rows("src", src, arc_mask, "index")
         dst = rows("dst", dst, arc_mask, "index")
-        first_bad("labels", state_mask & ((labels < 0) | (labels > _INT32_MAX)),
+        first_bad("labels", state_mask & ((labels < 0) | (labels > INT32_MAX)),
                   "holds a negative label or one beyond int32")
-        first_bad("tokens", state_mask & ((tokens < -1) | (tokens > _INT32_MAX)),
+        first_bad("tokens", state_mask & ((tokens < -1) | (tokens > INT32_MAX)),
                   "holds a token below -1 or beyond int32")
         for name, ends in (("src", src), ("dst", dst)):
             first_bad(name, arc_mask & ((ends < 0) | (ends >= num_states[:, None])),
@@ -271,7 +282,6 @@ class GraphBatch:
         Everything is computed on the whole batch at once: the batch is rebuilt for
         every training step, so there is no Python loop per graph.
         """
-        size = len(num_states)
         s_max = int(num_states.max(initial=0))
         a_max = int(num_arcs.max(initial=0))
         # every array is frozen (see _frozen.py) and no attribute can be set from

@@ -15,13 +15,12 @@ example. Scores are usually log-probabilities (``log_softmax`` outputs); a torch
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from .engine import _check_lengths
+from ._checks import int_value, is_int, real_value
+from ._checks import lengths as check_lengths
 
 __all__ = [
     "Hypothesis",
@@ -72,34 +71,16 @@ def _as_scores(emissions, name="emissions"):
 def _as_lengths(lengths, size, frames):
     if type(lengths).__module__.split(".")[0] == "torch":
         lengths = lengths.detach().cpu().numpy()
-    return _check_lengths(lengths, size, frames)
+    return check_lengths("lengths", lengths, size, frames)
 
 
 def _check_blank(blank, classes):
-    if isinstance(blank, bool) or not isinstance(blank, numbers.Integral):
+    if not is_int(blank):
         raise TypeError(f"blank must be an int, got {blank!r}")
+    blank = int(blank)
     if not 0 <= blank < classes:
         raise ValueError(f"blank must lie in [0, {classes}) (the classes), got {blank}")
     return int(blank)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_real(name, value, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 # ----------------------------------------------------------------------------------
@@ -157,7 +138,7 @@ def ctc_greedy(emissions, lengths=None, blank=0, blank_penalty=0.0):
     arr, unbatched = _as_scores(emissions)
     size, frames, classes = arr.shape
     blank = _check_blank(blank, classes)
-    blank_penalty = _check_real("blank_penalty", blank_penalty)
+    blank_penalty = real_value("blank_penalty", blank_penalty)
     lengths = _as_lengths(lengths, size, frames)
     best, valid = _best_per_frame(arr, lengths, blank, blank_penalty)
     keep = valid & (best != blank)
@@ -378,12 +359,12 @@ def ctc_beam_search(
     arr, unbatched = _as_scores(emissions)
     size, frames, classes = arr.shape
     blank = _check_blank(blank, classes)
-    beam_width = _check_int("beam_width", beam_width, 1)
-    nbest = _check_int("nbest", nbest, 1)
+    beam_width = int_value("beam_width", beam_width, 1)
+    nbest = int_value("nbest", nbest, 1)
     if nbest > beam_width:
         raise ValueError(f"nbest ({nbest}) must be <= beam_width ({beam_width})")
-    length_norm = _check_real("length_norm", length_norm, minimum=0.0)
-    blank_penalty = _check_real("blank_penalty", blank_penalty)
+    length_norm = real_value("length_norm", length_norm, minimum=0.0)
+    blank_penalty = real_value("blank_penalty", blank_penalty)
     lengths = _as_lengths(lengths, size, frames)
     if np.isposinf(arr).any():
         raise ValueError("emissions contain +inf")

@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._layout import INT32_MAX
+from ._checks import INT32_MAX
+from ._checks import lengths as check_lengths
+from ._checks import log_weights as check_log_weights
 from .backends import Problem, backend_for, get_backend
 from .batch import batch
 from .graph import Graph
@@ -71,41 +73,6 @@ def _backend_and_emissions(emissions):
     return backend, emissions
 
 
-def _check_lengths(lengths, size, frames):
-    if lengths is None:
-        return np.full(size, frames, dtype=np.int64)
-    arr = np.asarray(lengths)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.size and arr.dtype.kind not in "iu":
-        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
-    if arr.shape != (size,):
-        raise ValueError(f"lengths must have shape ({size},), got {arr.shape}")
-    arr = arr.astype(np.int64, copy=False)
-    if arr.size and (arr.min() < 0 or arr.max() > frames):
-        raise ValueError(
-            f"lengths must lie in [0, {frames}] (the number of frames), "
-            f"got values in [{arr.min()}, {arr.max()}]"
-        )
-    return arr
-
-
-def _check_log_weights(name, values, shape, dtype):
-    arr = np.asarray(values)
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN")
-    if np.isposinf(arr).any():
-        raise ValueError(f"{name} contains +inf (log-weights may be -inf, never +inf)")
-    return arr
-
-
 def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights):
     """The backend for these emissions and the validated :class:`Problem`."""
     backend, emissions = _backend_and_emissions(emissions)
@@ -123,7 +90,7 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
             f"graph {b} uses label {int(gb.labels[b].max())}, but emissions have only "
             f"{classes} classes (labels must be < emissions.shape[2])"
         )
-    lengths = _check_lengths(lengths, size, frames)
+    lengths = check_lengths("lengths", lengths, size, frames)
     dtype = emissions.dtype
     weight, start, final = gb.weights_as(dtype)
     time_dependent = False
@@ -131,11 +98,11 @@ def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weigh
         arr = np.asarray(arc_weights)
         time_dependent = arr.ndim == 3
         shape = (size, frames, gb.max_arcs) if time_dependent else (size, gb.max_arcs)
-        weight = _check_log_weights("arc_weights", arr, shape, dtype)
+        weight = check_log_weights("arc_weights", arr, shape, dtype)
     if start_weights is not None:
-        start = _check_log_weights("start_weights", start_weights, start.shape, dtype)
+        start = check_log_weights("start_weights", start_weights, start.shape, dtype)
     if final_weights is not None:
-        final = _check_log_weights("final_weights", final_weights, final.shape, dtype)
+        final = check_log_weights("final_weights", final_weights, final.shape, dtype)
     return backend, Problem(emissions, gb, lengths, weight, time_dependent,
                             arc_weights is not None, start, final)
 

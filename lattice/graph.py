@@ -27,7 +27,6 @@ from ._frozen import freeze
 
 __all__ = ["Graph", "GraphBuilder"]
 
-_INT32_MAX = INT32_MAX  # batch.py reads it from here
 _INT64_MAX = np.iinfo(np.int64).max
 _FORMAT = "lattice.Graph"
 _VERSION = 1
