@@ -87,11 +87,22 @@ def _optional_numpy(name, tensor, dtype):
     return _to_numpy(tensor, dtype)
 
 
+def _is_integer(dtype):
+    """Whether a torch dtype holds integers (bool, floating and complex do not)."""
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+
+
+def _check_blank(blank):
+    if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)):
+        raise TypeError(f"blank must be an int, got {blank!r}")
+    return int(blank)
+
+
 def _lengths_numpy(name, lengths, size):
     if lengths is None:
         return None
     if isinstance(lengths, torch.Tensor):
-        if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+        if not _is_integer(lengths.dtype):
             raise TypeError(f"{name} must hold integers, got {lengths.dtype}")
         arr = lengths.detach().cpu().numpy()
     else:
@@ -400,7 +411,7 @@ def _sequence_inputs(log_probs, targets, input_lengths, target_lengths):
     if not isinstance(targets, torch.Tensor):
         targets = torch.as_tensor(targets)
     _check_device("targets", targets)
-    if targets.dtype.is_floating_point or targets.dtype == torch.bool:
+    if not _is_integer(targets.dtype):
         raise TypeError(f"targets must hold integer class ids, got {targets.dtype}")
     if unbatched and targets.dim() == 1 and not (
         isinstance(target_lengths, torch.Tensor) and target_lengths.dim() == 1
@@ -519,8 +530,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     True
     >>> loss.backward()
     """
-    return _sequence_loss("ctc", {"blank": blank}, log_probs, targets, input_lengths,
-                          target_lengths, reduction, zero_infinity)
+    return _sequence_loss("ctc", {"blank": _check_blank(blank)}, log_probs, targets,
+                          input_lengths, target_lengths, reduction, zero_infinity)
 
 
 class CTCLoss(torch.nn.Module):
@@ -541,7 +552,7 @@ class CTCLoss(torch.nn.Module):
     def __init__(self, blank=0, reduction="mean", zero_infinity=False):
         super().__init__()
         _check_reduction(reduction)
-        self.blank = blank
+        self.blank = _check_blank(blank)
         self.reduction = reduction
         self.zero_infinity = zero_infinity
 

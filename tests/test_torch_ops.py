@@ -11,6 +11,7 @@
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -1160,3 +1161,67 @@ def test_no_grad_mode_skips_the_backward_pass(monkeypatch):
     score = lattice_score(em, graphs)
     assert calls == ["forward_backward"]
     assert torch.equal(score.detach(), expected)
+
+
+# ----------------------------------------------------------------------------------
+# integer inputs: no bool, float or complex values (issue 14, item 9)
+# ----------------------------------------------------------------------------------
+
+
+def _integer_inputs():
+    """(name, call) for every integer input of lattice.torch: call(value) passes
+    ``value`` as that input, the others valid."""
+    lp, targets, il, tl = _ok_args()
+    em = lp.transpose(0, 1)
+    graphs = [lattice.build("ctc", [1, 2]), lattice.build("ctc", [3, 3])]
+    return [
+        ("input_lengths", lambda v: ctc_loss(lp, targets, v, tl)),
+        ("target_lengths", lambda v: ctc_loss(lp, targets, il, v)),
+        ("targets", lambda v: ctc_loss(lp, v, il, tl)),
+        ("input_lengths", lambda v: SegmentationLoss()(lp, targets, v, tl)),
+        ("target_lengths", lambda v: ViterbiLoss()(lp, targets, il, v)),
+        ("targets", lambda v: CTCLoss()(lp, v, il, tl)),
+        ("lengths", lambda v: lattice_score(em, graphs, v)),
+        ("lengths", lambda v: viterbi_align(em, graphs, v)),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128, torch.float64,
+                                   torch.float16, torch.bool])
+def test_non_integer_tensors_are_refused_naming_the_argument(dtype):
+    """Complex lengths were accepted: their imaginary part was dropped with a
+    ComplexWarning. bool, floating and complex tensors are all refused."""
+    lp, targets, il, tl = _ok_args()
+    values = {"input_lengths": il, "target_lengths": tl, "targets": targets,
+              "lengths": il}
+    for name, call in _integer_inputs():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no ComplexWarning on the way
+            with pytest.raises(TypeError, match=f"^{name} must hold"):
+                call(values[name].to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.float32, np.bool_])
+def test_non_integer_sequences_are_refused_naming_the_argument(dtype):
+    lp, targets, il, tl = _ok_args()
+    values = {"input_lengths": il, "target_lengths": tl, "targets": targets,
+              "lengths": il}
+    for name, call in _integer_inputs():
+        array = values[name].numpy().astype(dtype)
+        for value in (array, array.tolist()):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with pytest.raises(TypeError, match=f"^{name} must hold"):
+                    call(value)
+
+
+@pytest.mark.parametrize("blank", [True, 0.0, 1j, "0", None, np.float64(0)])
+def test_blank_must_be_an_int(blank):
+    lp, targets, il, tl = _ok_args()
+    with pytest.raises(TypeError, match="blank"):
+        ctc_loss(lp, targets, il, tl, blank=blank)
+    with pytest.raises(TypeError, match="blank"):
+        CTCLoss(blank=blank)
+    # numpy integers are ints
+    torch.testing.assert_close(ctc_loss(lp, targets, il, tl, blank=np.int64(0)),
+                               ctc_loss(lp, targets, il, tl, blank=0))
