@@ -16,7 +16,9 @@ op                          differentiable with respect to
 ==========================  ====================================================
 
 Double backward is not supported: the gradients are computed by the engine, not by
-differentiable torch operations.
+differentiable torch operations. Bad input raises :class:`LatticeValueError` or
+:class:`LatticeTypeError`, which are ``ValueError`` / ``TypeError`` and
+``RuntimeError`` at once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from . import engine
+from ._torch_errors import LatticeTypeError, LatticeValueError, torch_errors
 from .batch import batch
 from .graph import Graph
 from .registry import build_batch
@@ -34,6 +37,8 @@ from .semiring import get_semiring
 
 __all__ = [
     "CTCLoss",
+    "LatticeTypeError",
+    "LatticeValueError",
     "SegmentationLoss",
     "ViterbiAlignment",
     "ViterbiLoss",
@@ -236,6 +241,7 @@ def _weight_frames(emissions, frame_weights):
     return finite * w + still_impossible
 
 
+@torch_errors
 def lattice_score(
     emissions,
     graphs,
@@ -277,6 +283,13 @@ def lattice_score(
     -------
     Tensor, shape (B,)
         Scores in the emissions' dtype; ``-inf`` where no path fits.
+
+    Raises
+    ------
+    LatticeValueError, LatticeTypeError
+        On bad input (they are ``ValueError`` / ``TypeError`` and ``RuntimeError``).
+    FloatingPointError
+        If a score is NaN (NaN or +inf emissions where a graph reads them).
 
     Examples
     --------
@@ -326,6 +339,7 @@ class ViterbiAlignment(NamedTuple):
     num_segments: torch.Tensor
 
 
+@torch_errors
 def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weights=None, final_weights=None):
     """Best alignment of every example, as tensors. Not differentiable.
 
@@ -487,6 +501,7 @@ def _sequence_loss(builder, options, log_probs, targets, input_lengths, target_l
     return _reduce(-score, seq.target_lengths, reduction, zero_infinity, seq.unbatched)
 
 
+@torch_errors
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
              reduction="mean", zero_infinity=False):
     """The CTC loss, a drop-in for :func:`torch.nn.functional.ctc_loss`.
@@ -516,6 +531,12 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     -------
     Tensor
         The loss: a scalar, or (B,) with ``reduction="none"``.
+
+    Raises
+    ------
+    LatticeValueError, LatticeTypeError
+        On bad input: a ``ValueError`` / ``TypeError`` that is also the
+        ``RuntimeError`` torch raises.
 
     Examples
     --------
@@ -549,6 +570,7 @@ class CTCLoss(torch.nn.Module):
     torch.Size([])
     """
 
+    @torch_errors
     def __init__(self, blank=0, reduction="mean", zero_infinity=False):
         super().__init__()
         _check_reduction(reduction)
@@ -578,6 +600,7 @@ class SegmentationLoss(torch.nn.Module):
     1.0986
     """
 
+    @torch_errors
     def __init__(self, min_frames=1, reduction="mean", zero_infinity=False):
         super().__init__()
         _check_reduction(reduction)
@@ -585,6 +608,7 @@ class SegmentationLoss(torch.nn.Module):
         self.reduction = reduction
         self.zero_infinity = zero_infinity
 
+    @torch_errors
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return _sequence_loss("segmentation", {"min_frames": self.min_frames}, log_probs,
                               targets, input_lengths, target_lengths, self.reduction,
@@ -612,6 +636,7 @@ class ViterbiLoss(torch.nn.Module):
     0.6
     """
 
+    @torch_errors
     def __init__(self, topology="ctc", reduction="mean", zero_infinity=False, **options):
         super().__init__()
         _check_reduction(reduction)
@@ -620,6 +645,7 @@ class ViterbiLoss(torch.nn.Module):
         self.reduction = reduction
         self.zero_infinity = zero_infinity
 
+    @torch_errors
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return _sequence_loss(self.topology, self.options, log_probs, targets,
                               input_lengths, target_lengths, self.reduction,

@@ -22,6 +22,8 @@ import torch.nn.functional as F  # noqa: E402
 import lattice  # noqa: E402
 from lattice.torch import (  # noqa: E402
     CTCLoss,
+    LatticeTypeError,
+    LatticeValueError,
     SegmentationLoss,
     ViterbiAlignment,
     ViterbiLoss,
@@ -1197,8 +1199,9 @@ def test_non_integer_tensors_are_refused_naming_the_argument(dtype):
     for name, call in _integer_inputs():
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no ComplexWarning on the way
-            with pytest.raises(TypeError, match=f"^{name} must hold"):
+            with pytest.raises(TypeError, match=f"^{name} must hold") as error:
                 call(values[name].to(dtype))
+        assert isinstance(error.value, RuntimeError), name
 
 
 @pytest.mark.parametrize("dtype", [np.complex128, np.float32, np.bool_])
@@ -1225,3 +1228,82 @@ def test_blank_must_be_an_int(blank):
     # numpy integers are ints
     torch.testing.assert_close(ctc_loss(lp, targets, il, tl, blank=np.int64(0)),
                                ctc_loss(lp, targets, il, tl, blank=0))
+
+
+# ----------------------------------------------------------------------------------
+# errors torch code can catch (issue 14, item 6)
+# ----------------------------------------------------------------------------------
+
+
+def test_bad_values_raise_value_errors_that_are_runtime_errors():
+    """torch's ctc_loss raises RuntimeError for bad lengths, lattice ValueError:
+    lattice.torch raises a type that is both, message unchanged, chained from the
+    engine's error."""
+    lp, targets, il, tl = _ok_args()
+    too_long = torch.tensor([7, 6])
+    with pytest.raises(RuntimeError):
+        F.ctc_loss(lp, targets, too_long, tl)
+    em, graphs = lp.transpose(0, 1), [lattice.build("ctc", [1, 2])] * 2
+    calls = [
+        lambda: ctc_loss(lp, targets, too_long, tl),
+        lambda: CTCLoss()(lp, targets, too_long, tl),
+        lambda: SegmentationLoss()(lp, targets, too_long, tl),
+        lambda: ViterbiLoss()(lp, targets, too_long, tl),
+        lambda: lattice_score(em, graphs, too_long),
+        lambda: viterbi_align(em, graphs, too_long),
+        lambda: lattice_score(em, graphs, semiring="tropical"),
+        lambda: CTCLoss(reduction="avg"),
+        lambda: lattice_score(em, graphs, arc_weights=torch.zeros(2, 99)),
+    ]
+    for i, call in enumerate(calls):
+        with pytest.raises(RuntimeError) as error:
+            call()
+        assert isinstance(error.value, ValueError), i
+        assert isinstance(error.value, LatticeValueError), i
+    # the message is the engine's own, and the engine's error is the cause
+    with pytest.raises(ValueError) as error:
+        lattice_score(em, graphs, too_long)
+    with pytest.raises(ValueError) as engine_error:
+        lattice.forward(em.numpy(), graphs, too_long.numpy())
+    assert str(error.value) == str(engine_error.value)
+    assert type(error.value.__cause__) is ValueError
+    assert str(error.value.__cause__) == str(error.value)
+
+
+def test_bad_types_raise_type_errors_that_are_runtime_errors():
+    lp, targets, il, tl = _ok_args()
+    em, graphs = lp.transpose(0, 1), [lattice.build("ctc", [1, 2])] * 2
+    with pytest.raises(RuntimeError, match="integral"):
+        F.ctc_loss(lp, targets, il.double(), tl)
+    calls = [
+        lambda: ctc_loss(lp, targets, il.double(), tl),
+        lambda: ctc_loss(lp.numpy(), targets, il, tl),
+        lambda: ctc_loss(lp.long(), targets, il, tl),
+        lambda: lattice_score(em, graphs, il.double()),
+        lambda: lattice_score(em, graphs, arc_weights=np.zeros((2, 5))),
+        lambda: viterbi_align(em.numpy(), graphs),
+        lambda: lattice_score(em, [graphs[0], "ctc"]),
+    ]
+    for i, call in enumerate(calls):
+        with pytest.raises(RuntimeError) as error:
+            call()
+        assert isinstance(error.value, TypeError) and isinstance(error.value, LatticeTypeError), i
+
+
+def test_error_subclasses_keep_their_type():
+    """An engine error more specific than ValueError stays catchable as itself."""
+    lp, targets, il, tl = _ok_args()
+    with pytest.raises(lattice.UnknownGraphError) as error:
+        ViterbiLoss(topology="no-such-topology")(lp, targets, il, tl)
+    assert isinstance(error.value, RuntimeError) and isinstance(error.value, LatticeValueError)
+    assert "no-such-topology" in str(error.value)
+
+
+def test_other_errors_pass_unchanged():
+    with pytest.raises(NotImplementedError):  # already a RuntimeError
+        lattice_score(torch.empty(1, 3, 3, device="meta"), [lattice.build("ctc", [1])])
+    lp, targets, il, tl = _ok_args()
+    bad = lp.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError):  # not a bad input: a NaN score
+        ctc_loss(bad, targets, il, tl)
