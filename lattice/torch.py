@@ -158,7 +158,8 @@ class _LatticeScore(torch.autograd.Function):
             None if t is None else t.dtype
             for t in (emissions, arc_weights, start_weights, final_weights)
         )
-        return torch.from_numpy(score).to(emissions.dtype)
+        # in the dtype computed in: a half type cannot hold scores beyond 65504
+        return torch.from_numpy(score)
 
     @staticmethod
     def backward(ctx, grad_score):
@@ -282,7 +283,9 @@ def lattice_score(
     Returns
     -------
     Tensor, shape (B,)
-        Scores in the emissions' dtype; ``-inf`` where no path fits.
+        Scores in float32 for float16/bfloat16 emissions (a half type cannot hold
+        scores beyond 65504), else in the emissions' dtype; ``-inf`` where no path
+        fits. Gradients come back in each input's dtype.
 
     Raises
     ------
@@ -352,9 +355,10 @@ def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weigh
     Returns
     -------
     ViterbiAlignment
-        ``scores`` (B,) in the emissions' dtype; ``states``, ``labels`` (B, T) int64
-        with -1 past each length; per-token segments ``tokens``, ``starts``, ``ends``
-        (B, K) int64 (ends exclusive, -1 padded) and ``num_segments`` (B,).
+        ``scores`` (B,) as :func:`lattice_score` returns them (float32 for half
+        emissions); ``states``, ``labels`` (B, T) int64 with -1 past each length;
+        per-token segments ``tokens``, ``starts``, ``ends`` (B, K) int64 (ends
+        exclusive, -1 padded) and ``num_segments`` (B,).
 
     Examples
     --------
@@ -385,7 +389,7 @@ def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weigh
         return torch.from_numpy(a.astype(np.int64))
 
     return ViterbiAlignment(
-        torch.from_numpy(ali.score).to(emissions.dtype),
+        torch.from_numpy(ali.score),
         ints(ali.states),
         ints(ali.labels),
         ints(ali.tokens),
@@ -515,7 +519,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     Parameters
     ----------
     log_probs : Tensor, shape (T, B, C) or (T, C)
-        Per-frame scores, usually ``log_softmax`` outputs.
+        Per-frame scores, usually ``log_softmax`` outputs. float16/bfloat16 are
+        computed in float32.
     targets : Tensor, shape (B, S) padded, or (sum(target_lengths),) concatenated
         Class ids; must not contain ``blank``.
     input_lengths, target_lengths : Tensor or tuple of int, shape (B,)
@@ -525,12 +530,15 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
         averages over the batch.
     zero_infinity : bool, default False
         Replace infinite losses (targets that cannot fit their inputs) and their
-        gradients by zero.
+        gradients by zero. Decided on the float32/float64 loss, so a large but
+        finite loss of float16 inputs is kept.
 
     Returns
     -------
     Tensor
-        The loss: a scalar, or (B,) with ``reduction="none"``.
+        The loss: a scalar, or (B,) with ``reduction="none"``; float32 for
+        float16/bfloat16 ``log_probs`` (as torch's under autocast), else their
+        dtype. The gradient comes back in the dtype of ``log_probs``.
 
     Raises
     ------

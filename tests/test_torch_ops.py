@@ -399,6 +399,8 @@ def test_ctc_loss_gradcheck_with_blank_lengths_and_concatenated_targets():
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_ctc_loss_half_precision_computed_in_float32(dtype):
+    """As torch's ctc_loss under autocast: the loss in float32, the gradient in the
+    input's half type."""
     torch.manual_seed(8)
     lp32 = torch.randn(6, 2, 4).log_softmax(-1)
     lp = lp32.to(dtype).requires_grad_()
@@ -406,12 +408,40 @@ def test_ctc_loss_half_precision_computed_in_float32(dtype):
     args = (torch.tensor([[1, 2], [3, 3]]), (6, 5), (2, 2))
     loss = ctc_loss(lp, *args, reduction="sum")
     ref = ctc_loss(ref_in, *args, reduction="sum")
-    assert loss.dtype == dtype
-    torch.testing.assert_close(loss, ref.detach().to(dtype))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, ref.detach(), rtol=0, atol=0)
     loss.backward()
     ref.backward()
     assert lp.grad.dtype == dtype
     torch.testing.assert_close(lp.grad, ref_in.grad.to(dtype))
+    # torch's own ctc_loss takes half inputs only under autocast, and returns float32
+    with torch.autocast("cpu", dtype=dtype):
+        assert F.ctc_loss(lp, *args, reduction="sum").dtype == loss.dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_half_precision_zero_infinity_keeps_a_feasible_loss_beyond_65504(dtype, reduction):
+    """A feasible example whose loss exceeds the half type's range is not infinite:
+    zero_infinity must keep it, and its gradient. It used to be cast to float16
+    inside the op (inf), then zeroed with its gradient."""
+    lp = torch.full((40, 2, 3), -2000.0, dtype=dtype)  # every frame costs 2000
+    lp[:, 1, :] = torch.randn(40, 3).log_softmax(-1).to(dtype)
+    args = (torch.tensor([[1, 2], [1, 1]]), (40, 40), (2, 2))
+    x = lp.detach().requires_grad_()
+    ref_in = lp.detach().float().requires_grad_()
+    per_example = ctc_loss(lp, *args, reduction="none", zero_infinity=True)
+    assert per_example[0].item() > 79000 and torch.isfinite(per_example).all()
+    loss = ctc_loss(x, *args, reduction=reduction, zero_infinity=True)
+    ref = ctc_loss(ref_in, *args, reduction=reduction, zero_infinity=True)
+    torch.testing.assert_close(loss, ref.detach())
+    loss.sum().backward()
+    ref.sum().backward()
+    assert x.grad.dtype == dtype and (x.grad[:, 0] != 0).any()
+    torch.testing.assert_close(x.grad, ref_in.grad.to(dtype))
+    # an infeasible half example is still zeroed
+    short = ctc_loss(lp, args[0], (40, 2), (2, 2), reduction="none", zero_infinity=True)
+    assert short[1].item() == 0.0 and short[0].item() > 79000
 
 
 def _double_backward_cases():
@@ -768,11 +798,14 @@ def test_lattice_score_half_precision(dtype):
     _, graphs, lengths, em64 = _score_problem(32)
     em = em64.to(dtype).requires_grad_()
     score = lattice_score(em, graphs, lengths)
-    assert score.dtype == dtype
+    assert score.dtype == torch.float32  # a half type cannot hold scores beyond 65504
     ref_em = em.detach().float().requires_grad_()
     ref = lattice_score(ref_em, graphs, lengths)
     assert ref.dtype == torch.float32
-    torch.testing.assert_close(score, ref.detach().to(dtype))
+    torch.testing.assert_close(score, ref.detach(), rtol=0, atol=0)
+    big = lattice_score(torch.full((1, 40, 3), 2000.0, dtype=dtype), [graphs[2]])
+    assert big.dtype == torch.float32 and 80000 < big.item() < 81000
+    assert viterbi_align(em.detach(), graphs, lengths).scores.dtype == torch.float32
     score.sum().backward()
     ref.sum().backward()
     assert em.grad.dtype == dtype
