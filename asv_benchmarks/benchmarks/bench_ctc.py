@@ -7,11 +7,11 @@ installed are skipped (NotImplementedError in setup).
 
 import numpy as np
 
-from .common import DTYPES, SHAPES, THREADS, ctc_problem, set_threads
+from .common import DTYPES, IMPLS, SHAPES, THREADS, ctc_problem, set_threads
 
 
 class _CTC:
-    params = (list(SHAPES), DTYPES, THREADS, ["lattice", "torch", "optax"])
+    params = (list(SHAPES), DTYPES, THREADS, IMPLS)
     param_names = ["shape", "dtype", "threads", "impl"]
     timeout = 300
 

@@ -32,6 +32,18 @@ if SMOKE:
     SCALING_FRAMES = [100, 400]
     DTYPES = ["float32"]
     THREADS = [2]
+# LATTICE_ASV_GATE=1 keeps what the regression gate compares (gate.py): the headline
+# shape, float32, two threads, lattice only (torch and optax do not change between
+# two commits of lattice)
+GATE = os.environ.get("LATTICE_ASV_GATE", "") not in ("", "0")
+IMPLS = ["lattice", "torch", "optax"]
+if GATE and not SMOKE:
+    SHAPES = {"B32-T1000-C64-S200": SHAPES["B32-T1000-C64-S200"]}
+    LARGE = list(SHAPES)
+    SCALING_FRAMES = [4000]
+    DTYPES = ["float32"]
+    THREADS = [2]
+    IMPLS = ["lattice"]
 # LATTICE_ASV_SHAPES=B32-T1000-C64-S200[,...] measures only the named shapes (a full
 # run of every shape, dtype, thread count and library takes a long while)
 _ONLY = [name for name in os.environ.get("LATTICE_ASV_SHAPES", "").split(",") if name]
@@ -57,6 +69,29 @@ def ctc_problem(shape, dtype, seed=0):
 
 def ctc_graphs(targets):
     return lattice.batch([lattice.build("ctc", t) for t in targets])
+
+
+def banded_path(enabled):
+    """A context in which the engine uses (or not) its banded fast path, whatever
+    the version of lattice being measured: a cpu backend option since the backend
+    split, an engine global before it (asv runs this suite against old commits)."""
+    import contextlib
+
+    backends = getattr(lattice, "backends", None)
+    if backends is not None:
+        return backends.get_backend("cpu").options(banded=enabled)
+    engine = lattice.engine
+
+    @contextlib.contextmanager
+    def switched():
+        saved = getattr(engine, "_USE_BANDED", True)
+        engine._USE_BANDED = enabled
+        try:
+            yield
+        finally:
+            engine._USE_BANDED = saved
+
+    return switched()
 
 
 def random_graph_like(num_states, num_classes, in_degree, rng):
