@@ -426,6 +426,10 @@ def _sequence_inputs(log_probs, targets, input_lengths, target_lengths):
             f"log_probs must have shape (T, B, C) or (T, C), got {tuple(log_probs.shape)}"
         )
     frames, size, classes = log_probs.shape
+    if not (frames and size and classes):  # as torch: "log_probs tensor must not be empty"
+        raise ValueError(
+            f"log_probs must not be empty, got shape {(frames, size, classes)}"
+        )
     if not isinstance(targets, torch.Tensor):
         targets = torch.as_tensor(targets)
     _check_device("targets", targets)
@@ -519,8 +523,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     Parameters
     ----------
     log_probs : Tensor, shape (T, B, C) or (T, C)
-        Per-frame scores, usually ``log_softmax`` outputs. float16/bfloat16 are
-        computed in float32.
+        Per-frame scores, usually ``log_softmax`` outputs; must not be empty (as in
+        torch). float16/bfloat16 are computed in float32.
     targets : Tensor, shape (B, S) padded, or (sum(target_lengths),) concatenated
         Class ids; must not contain ``blank``.
     input_lengths, target_lengths : Tensor or tuple of int, shape (B,)

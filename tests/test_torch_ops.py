@@ -1199,6 +1199,38 @@ def test_no_grad_mode_skips_the_backward_pass(monkeypatch):
 
 
 # ----------------------------------------------------------------------------------
+# empty inputs, as torch (issue 14, item 7)
+# ----------------------------------------------------------------------------------
+
+
+def _empty_case(shape):
+    """ctc_loss arguments for an empty log_probs of ``shape`` ((T, B, C) or (T, C))."""
+    frames = shape[0]
+    if len(shape) == 2:
+        return torch.zeros(shape), torch.tensor([1]), (frames,), (1,)
+    size = shape[1]
+    targets = torch.ones(size, 1, dtype=torch.long)
+    lengths = torch.full((size,), frames, dtype=torch.long)
+    return torch.zeros(shape), targets, lengths, torch.ones(size, dtype=torch.long)
+
+
+@pytest.mark.parametrize("shape", [(5, 0, 4), (0, 2, 4), (3, 2, 0), (0, 4), (3, 0)])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_empty_log_probs_are_refused_as_torch_refuses_them(shape, reduction, loss):
+    """torch 2.13 refuses an empty log_probs (no example, no frame or no class) with
+    every reduction, with the RuntimeError "log_probs tensor must not be empty"; an
+    empty batch used to give NaN with the mean reduction (and 0 or an empty tensor
+    with the others), T = 0 an infinite loss."""
+    lp, targets, il, tl = _empty_case(shape)
+    with pytest.raises(RuntimeError, match="must not be empty"):
+        F.ctc_loss(lp, targets, il, tl, reduction=reduction)
+    with pytest.raises(RuntimeError, match="must not be empty") as error:
+        loss(lp.requires_grad_(), targets, il, tl, reduction=reduction)
+    assert isinstance(error.value, ValueError)
+
+
+# ----------------------------------------------------------------------------------
 # integer inputs: no bool, float or complex values (issue 14, item 9)
 # ----------------------------------------------------------------------------------
 
