@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
+_NAN_MODES = ("propagate", "raise")
 
 
 # ----------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ class _LatticeScore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, emissions, arc_weights, start_weights, final_weights, gb, lengths,
-                semiring, grad_enabled):
+                semiring, grad_enabled, nan):
         dtype = _compute_dtype("emissions", emissions)
         em = _to_numpy(emissions, dtype)
         aw = _optional_numpy("arc_weights", arc_weights, dtype)
@@ -141,18 +142,7 @@ class _LatticeScore(torch.autograd.Function):
         # only when autograd will ask for them (grad mode is read by the caller, as
         # it is always off inside Function.forward)
         needs_grad = grad_enabled and any(ctx.needs_input_grad[:4])
-        if semiring == "log" and needs_grad:
-            fb = engine.forward_backward(em, gb, lengths, **overrides)
-            score = fb.score
-            grads = (fb.emission_grad, fb.arc_grad, fb.start_grad, fb.final_grad)
-        elif semiring == "log":
-            score, grads = engine.forward(em, gb, lengths, "log", **overrides), None
-        elif needs_grad:
-            ali = engine.viterbi(em, gb, lengths, **overrides)
-            score = ali.score
-            grads = _best_path_indicators(ali, gb, em.shape, aw is not None and aw.ndim == 3, dtype)
-        else:
-            score, grads = engine.forward(em, gb, lengths, "max", **overrides), None
+        score, grads = _score(em, gb, lengths, semiring, needs_grad, overrides, nan)
         ctx.grads = grads
         ctx.input_dtypes = tuple(
             None if t is None else t.dtype
@@ -172,7 +162,7 @@ class _LatticeScore(torch.autograd.Function):
             )
         grads = ctx.grads
         if grads is None:
-            return (None,) * 8
+            return (None,) * 9
         out = []
         for need, grad, dtype in zip(ctx.needs_input_grad[:4], grads, ctx.input_dtypes):
             if not need or dtype is None:
@@ -181,17 +171,17 @@ class _LatticeScore(torch.autograd.Function):
             g = torch.from_numpy(grad)
             scale = grad_score.detach().to(g.dtype).reshape((-1,) + (1,) * (g.dim() - 1))
             out.append((g * scale).to(dtype))
-        return (*out, None, None, None, None)
+        return (*out, None, None, None, None, None)
 
 
 def _best_path_indicators(ali, gb, shape, time_dependent, dtype):
     """Gradients of the best score: 1 on each (frame, class), arc, start and end used."""
     size, frames, classes = shape
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    g_em = np.zeros(shape, dtype=np_dtype)
-    g_arc = np.zeros((size, frames, gb.max_arcs) if time_dependent else (size, gb.max_arcs), dtype=np_dtype)
-    g_start = np.zeros((size, gb.max_states), dtype=np_dtype)
-    g_final = np.zeros((size, gb.max_states), dtype=np_dtype)
+    g_em = np.zeros(shape, dtype=dtype)
+    g_arc = np.zeros((size, frames, gb.max_arcs) if time_dependent else (size, gb.max_arcs),
+                     dtype=dtype)
+    g_start = np.zeros((size, gb.max_states), dtype=dtype)
+    g_final = np.zeros((size, gb.max_states), dtype=dtype)
     b_idx, t_idx = np.nonzero(ali.labels >= 0)
     np.add.at(g_em, (b_idx, t_idx, ali.labels[b_idx, t_idx]), 1)
     b_idx, t_idx = np.nonzero(ali.arcs >= 0)
@@ -204,6 +194,72 @@ def _best_path_indicators(ali, gb, shape, time_dependent, dtype):
     lengths = (ali.states >= 0).sum(axis=1)
     g_final[ok, ali.states[ok, lengths[ok] - 1]] = 1
     return g_em, g_arc, g_start, g_final
+
+
+def _run(em, gb, lengths, semiring, needs_grad, overrides):
+    """(scores, gradients) of one engine call; the gradients (emissions, arcs, starts,
+    finals) are None unless ``needs_grad``."""
+    if not needs_grad:
+        return engine.forward(em, gb, lengths, semiring, **overrides), None
+    if semiring == "log":
+        fb = engine.forward_backward(em, gb, lengths, **overrides)
+        return fb.score, (fb.emission_grad, fb.arc_grad, fb.start_grad, fb.final_grad)
+    ali = engine.viterbi(em, gb, lengths, **overrides)
+    aw = overrides.get("arc_weights")
+    time_dependent = aw is not None and aw.ndim == 3
+    return ali.score, _best_path_indicators(ali, gb, em.shape, time_dependent, em.dtype)
+
+
+def _score(em, gb, lengths, semiring, needs_grad, overrides, nan):
+    """As :func:`_run`; with ``nan="propagate"`` an example whose score is NaN (NaN
+    or +inf emissions where its graph reads them) scores NaN, with NaN gradients,
+    instead of the engine's FloatingPointError: what torch's ctc_loss returns."""
+    try:
+        return _run(em, gb, lengths, semiring, needs_grad, overrides)
+    except FloatingPointError:
+        if nan == "raise":
+            raise
+    return _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides)
+
+
+def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides):
+    """The rare path of :func:`_score`, after the engine refused a NaN score.
+
+    Only an example holding NaN or +inf emissions within its length can score NaN.
+    All run as one batch with those emissions zeroed: that gives the others their
+    results, and tells which suspects have no complete path at all (they score
+    -inf whatever their emissions, as in torch). Each remaining suspect runs alone,
+    where the engine tells whether its score is NaN. A NaN example gets NaN as its
+    score and as the gradients of its frames and weights (torch's ctc_loss gives NaN
+    on every valid frame), 0 past its length.
+    """
+    size, frames, _ = em.shape
+    lengths = np.full(size, frames) if lengths is None else np.asarray(lengths)
+    valid = np.arange(frames) < lengths[:, None]
+    bad = np.isnan(em) | np.isposinf(em)
+    suspects = (bad.any(axis=2) & valid).any(axis=1)
+    score, grads = _run(np.where(bad, 0, em), gb, lengths, semiring, needs_grad, overrides)
+    for b in np.flatnonzero(suspects & ~np.isneginf(score)).tolist():
+        one = batch([gb.graphs[b]])
+        sub = {}
+        for name, value in overrides.items():
+            width = one.max_arcs if name == "arc_weights" else one.max_states
+            sub[name] = None if value is None else value[b : b + 1, ..., :width]
+        try:
+            s, g = _run(em[b : b + 1], one, lengths[b : b + 1], semiring, needs_grad, sub)
+        except FloatingPointError:
+            score[b] = np.nan
+            if grads is not None:
+                for full in grads:
+                    full[b] = np.nan
+                grads[0][b, lengths[b] :] = 0
+            continue
+        score[b] = s[0]
+        if grads is not None:
+            for full, part in zip(grads, g):
+                full[b] = 0
+                full[(b, ...) + tuple(slice(n) for n in part.shape[1:])] = part[0]
+    return score, grads
 
 
 def _graph_batch(graphs, size):
@@ -252,6 +308,8 @@ def lattice_score(
     arc_weights=None,
     start_weights=None,
     final_weights=None,
+    *,
+    nan="raise",
 ):
     """Differentiable total score of alignment graphs: log Z (``"log"``) or best (``"max"``).
 
@@ -279,6 +337,10 @@ def lattice_score(
         tensor that requires grad to learn transition scores.
     start_weights, final_weights : Tensor, shape (B, S_max), optional
         Start / final log-weights replacing the graphs' own.
+    nan : {"raise", "propagate"}, default "raise"
+        What a NaN score (NaN or +inf emissions where a graph reads them) does:
+        raise the engine's ``FloatingPointError``, or score NaN with NaN gradients
+        on that example's frames (the other examples are unaffected).
 
     Returns
     -------
@@ -292,7 +354,7 @@ def lattice_score(
     LatticeValueError, LatticeTypeError
         On bad input (they are ``ValueError`` / ``TypeError`` and ``RuntimeError``).
     FloatingPointError
-        If a score is NaN (NaN or +inf emissions where a graph reads them).
+        With ``nan="raise"``, if a score is NaN.
 
     Examples
     --------
@@ -316,13 +378,14 @@ def lattice_score(
     if emissions.dim() != 3:
         raise ValueError(f"emissions must have shape (B, T, C), got {tuple(emissions.shape)}")
     sr = get_semiring(semiring).name
+    _check_nan(nan)
     size, frames, _ = emissions.shape
     gb = _graph_batch(graphs, size)
     lengths = _lengths_numpy("lengths", lengths, size)
     if frame_weights is not None:
         emissions = _weight_frames(emissions, frame_weights)
     return _LatticeScore.apply(emissions, arc_weights, start_weights, final_weights, gb,
-                               lengths, sr, torch.is_grad_enabled())
+                               lengths, sr, torch.is_grad_enabled(), nan)
 
 
 # ----------------------------------------------------------------------------------
@@ -493,25 +556,31 @@ def _check_reduction(reduction):
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
+def _check_nan(nan):
+    if nan not in _NAN_MODES:
+        raise ValueError(f"nan must be one of {_NAN_MODES}, got {nan!r}")
+
+
 def _sequence_loss(builder, options, log_probs, targets, input_lengths, target_lengths,
-                   reduction, zero_infinity, semiring="log"):
+                   reduction, zero_infinity, semiring, nan):
     _check_reduction(reduction)
     seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
     gb = build_batch(builder, seq.targets, **options)
-    score = lattice_score(seq.emissions, gb, seq.input_lengths, semiring=semiring)
+    score = lattice_score(seq.emissions, gb, seq.input_lengths, semiring=semiring, nan=nan)
     # an empty input explains an empty target with probability 1 (as in torch)
     empty = (seq.input_lengths == 0) & (seq.target_lengths == 0)
     if empty.any():
         score = score.masked_fill(torch.from_numpy(empty), 0.0)
     if zero_infinity:
-        # an impossible example must also contribute a zero gradient
+        # an impossible example must also contribute a zero gradient; a NaN stays
+        # NaN, as in torch
         score = torch.where(torch.isinf(score), score.detach(), score)
     return _reduce(-score, seq.target_lengths, reduction, zero_infinity, seq.unbatched)
 
 
 @torch_errors
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
-             reduction="mean", zero_infinity=False):
+             reduction="mean", zero_infinity=False, *, nan="propagate"):
     """The CTC loss, a drop-in for :func:`torch.nn.functional.ctc_loss`.
 
     Same signature, defaults, input layouts and reductions as torch's. One deliberate
@@ -536,6 +605,12 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
         Replace infinite losses (targets that cannot fit their inputs) and their
         gradients by zero. Decided on the float32/float64 loss, so a large but
         finite loss of float16 inputs is kept.
+    nan : {"propagate", "raise"}, default "propagate"
+        ``"propagate"`` does what torch does: an example whose loss is NaN (NaN or
+        +inf ``log_probs`` at a frame and class its target uses) gets a NaN loss
+        and a NaN gradient on its frames, the others are unaffected;
+        ``zero_infinity`` does not zero a NaN. ``"raise"`` raises the engine's
+        ``FloatingPointError`` naming the examples instead.
 
     Returns
     -------
@@ -563,14 +638,17 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     True
     >>> loss.backward()
     """
+    _check_nan(nan)
     return _sequence_loss("ctc", {"blank": _check_blank(blank)}, log_probs, targets,
-                          input_lengths, target_lengths, reduction, zero_infinity)
+                          input_lengths, target_lengths, reduction, zero_infinity, "log",
+                          nan)
 
 
 class CTCLoss(torch.nn.Module):
     """The CTC loss as a module, a drop-in for :class:`torch.nn.CTCLoss`.
 
-    See :func:`ctc_loss`; differentiable with respect to ``log_probs``.
+    See :func:`ctc_loss` (``nan`` as there); differentiable with respect to
+    ``log_probs``.
 
     Examples
     --------
@@ -583,24 +661,26 @@ class CTCLoss(torch.nn.Module):
     """
 
     @torch_errors
-    def __init__(self, blank=0, reduction="mean", zero_infinity=False):
+    def __init__(self, blank=0, reduction="mean", zero_infinity=False, *, nan="propagate"):
         super().__init__()
         _check_reduction(reduction)
+        _check_nan(nan)
         self.blank = _check_blank(blank)
         self.reduction = reduction
         self.zero_infinity = zero_infinity
+        self.nan = nan
 
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return ctc_loss(log_probs, targets, input_lengths, target_lengths,
-                        self.blank, self.reduction, self.zero_infinity)
+                        self.blank, self.reduction, self.zero_infinity, nan=self.nan)
 
 
 class SegmentationLoss(torch.nn.Module):
     """Negative log-likelihood summed over all monotone segmentations (no blank).
 
     Every frame belongs to one target symbol and the symbols appear in order, each for
-    at least ``min_frames`` frames (the ``segmentation`` graph). Inputs as in
-    :func:`ctc_loss`; differentiable with respect to ``log_probs``.
+    at least ``min_frames`` frames (the ``segmentation`` graph). Inputs and ``nan`` as
+    in :func:`ctc_loss`; differentiable with respect to ``log_probs``.
 
     Examples
     --------
@@ -613,18 +693,21 @@ class SegmentationLoss(torch.nn.Module):
     """
 
     @torch_errors
-    def __init__(self, min_frames=1, reduction="mean", zero_infinity=False):
+    def __init__(self, min_frames=1, reduction="mean", zero_infinity=False, *,
+                 nan="propagate"):
         super().__init__()
         _check_reduction(reduction)
+        _check_nan(nan)
         self.min_frames = min_frames
         self.reduction = reduction
         self.zero_infinity = zero_infinity
+        self.nan = nan
 
     @torch_errors
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return _sequence_loss("segmentation", {"min_frames": self.min_frames}, log_probs,
                               targets, input_lengths, target_lengths, self.reduction,
-                              self.zero_infinity)
+                              self.zero_infinity, "log", self.nan)
 
 
 class ViterbiLoss(torch.nn.Module):
@@ -634,8 +717,8 @@ class ViterbiLoss(torch.nn.Module):
     frame-wise negative log-likelihood along it: minus the sum of ``log_probs`` of the
     labels on the best path (plus the graph's arc weights, zero for the built-in
     topologies). This is the iterate-align-and-train scheme in one step: the gradient
-    is minus the indicator of the best path, which is held fixed. Inputs as in
-    :func:`ctc_loss`; ``topology`` is any registered builder (``"ctc"`` by default)
+    is minus the indicator of the best path, which is held fixed. Inputs and ``nan``
+    as in :func:`ctc_loss`; ``topology`` is any registered builder (``"ctc"`` by default)
     and ``options`` its options.
 
     Examples
@@ -649,9 +732,12 @@ class ViterbiLoss(torch.nn.Module):
     """
 
     @torch_errors
-    def __init__(self, topology="ctc", reduction="mean", zero_infinity=False, **options):
+    def __init__(self, topology="ctc", reduction="mean", zero_infinity=False, *,
+                 nan="propagate", **options):
         super().__init__()
         _check_reduction(reduction)
+        _check_nan(nan)
+        self.nan = nan
         self.topology = topology
         self.options = options
         self.reduction = reduction
@@ -661,4 +747,4 @@ class ViterbiLoss(torch.nn.Module):
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return _sequence_loss(self.topology, self.options, log_probs, targets,
                               input_lengths, target_lengths, self.reduction,
-                              self.zero_infinity, semiring="max")
+                              self.zero_infinity, "max", self.nan)

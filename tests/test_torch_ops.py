@@ -1371,4 +1371,159 @@ def test_other_errors_pass_unchanged():
     bad = lp.clone()
     bad[0, 0] = float("nan")
     with pytest.raises(FloatingPointError):  # not a bad input: a NaN score
-        ctc_loss(bad, targets, il, tl)
+        ctc_loss(bad, targets, il, tl, nan="raise")
+
+
+# ----------------------------------------------------------------------------------
+# NaN inputs, as torch (issue 14, item 8)
+# ----------------------------------------------------------------------------------
+
+
+def _nan_batch(seed, dtype=torch.float64):
+    """Logits (T, B, C) where NaN logits make whole frames of log_softmax NaN."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(9, 4, 5, dtype=dtype, generator=gen)
+    x[3, 1, 2] = float("nan")  # example 1: a frame within its length
+    x[7, 2, 0] = float("nan")  # example 2: past its length (7), so harmless
+    x[0, 3, 4] = float("nan")  # example 3: its first frame
+    targets = torch.tensor([[1, 2, 3], [1, 1, 0], [4, 3, 0], [2, 0, 0]])
+    return x, targets, torch.tensor([9, 8, 7, 9]), torch.tensor([3, 2, 2, 1])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("zero_infinity", [False, True])
+def test_nan_log_probs_give_nan_losses_and_gradients_as_torch(reduction, zero_infinity):
+    """A training loop that skips NaN batches needs a NaN loss, not an exception:
+    by default the losses propagate NaN exactly where torch's ctc_loss does (the
+    examples whose frames hold NaN; zero_infinity keeps a NaN), with NaN gradients
+    on those examples' frames and the others' untouched."""
+    x, targets, il, tl = _nan_batch(0)
+    kw = dict(reduction=reduction, zero_infinity=zero_infinity)
+    ours_in, ref_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = ctc_loss(ours_in.log_softmax(-1), targets, il, tl, **kw)
+    ref = F.ctc_loss(ref_in.log_softmax(-1), targets, il, tl, **kw)
+    torch.testing.assert_close(ours, ref.detach(), rtol=1e-9, atol=1e-9, equal_nan=True)
+    if reduction == "none":
+        assert torch.isnan(ours).tolist() == [False, True, False, True]
+    ours.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(ours_in.grad, ref_in.grad, rtol=1e-8, atol=1e-9,
+                               equal_nan=True)
+    if reduction == "none":
+        nan_frames = torch.isnan(ours_in.grad).any(-1).T  # (B, T)
+        assert nan_frames[1].tolist() == [True] * 8 + [False]  # valid frames only
+        assert not nan_frames[0].any()
+        # example 2's NaN frame lies past its length: its loss ignores it, only the
+        # backward of log_softmax turns 0 * NaN into NaN there
+        assert nan_frames[2].tolist() == [False] * 7 + [True, False]
+
+
+def test_nan_with_a_weighted_gradient_is_nan_as_torch():
+    x, targets, il, tl = _nan_batch(1)
+    lp = x.log_softmax(-1)
+    ours_in, ref_in = lp.detach().clone().requires_grad_(), lp.detach().clone().requires_grad_()
+    w = torch.tensor([1.0, 0.0, 2.0, 0.5], dtype=torch.float64)
+    (ctc_loss(ours_in, targets, il, tl, reduction="none") * w).sum().backward()
+    (F.ctc_loss(ref_in, targets, il, tl, reduction="none") * w).sum().backward()
+    # a zero weight on a NaN example still gives NaN (0 * NaN), as in torch
+    assert torch.equal(torch.isnan(ours_in.grad), torch.isnan(ref_in.grad))
+    assert torch.isnan(ours_in.grad[:8, 1]).all()
+
+
+def test_nan_does_not_change_the_other_examples():
+    x, targets, il, tl = _nan_batch(2)
+    lp = x.log_softmax(-1).requires_grad_()
+    loss = ctc_loss(lp, targets, il, tl, reduction="none")
+    loss.nansum().backward()
+    clean = lp.detach()[:, [0, 2]].clone().requires_grad_()
+    ref = ctc_loss(clean, targets[[0, 2]], il[[0, 2]], tl[[0, 2]], reduction="none")
+    ref.sum().backward()
+    torch.testing.assert_close(loss[[0, 2]], ref.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(lp.grad[:, [0, 2]], clean.grad, rtol=0, atol=0)
+
+
+def test_nan_in_an_impossible_example_keeps_its_infinite_loss():
+    """No complete path: the loss is +inf (0 with zero_infinity) whatever the
+    emissions, as the sum over no path is 0."""
+    lp = torch.randn(3, 2, 4, dtype=torch.float64).log_softmax(-1)
+    lp[1, 0] = float("nan")
+    targets, il, tl = torch.tensor([[1, 1, 1], [1, 2, 0]]), (3, 3), (3, 2)  # [1,1,1] needs 5
+    x = lp.clone().requires_grad_()
+    loss = ctc_loss(x, targets, il, tl, reduction="none")
+    assert math.isinf(loss[0].item()) and math.isfinite(loss[1].item())
+    zeroed = ctc_loss(x, targets, il, tl, reduction="none", zero_infinity=True)
+    assert zeroed[0].item() == 0
+    zeroed.sum().backward()
+    assert (x.grad[:, 0] == 0).all()
+
+
+def test_nan_raise_option_raises_the_engine_error():
+    x, targets, il, tl = _nan_batch(3)
+    lp = x.log_softmax(-1)
+    with pytest.raises(FloatingPointError, match="example"):
+        ctc_loss(lp, targets, il, tl, nan="raise")
+    with pytest.raises(FloatingPointError):
+        CTCLoss(nan="raise")(lp, targets, il, tl)
+    with pytest.raises(FloatingPointError):
+        SegmentationLoss(nan="raise")(lp, targets, il, tl)
+    with pytest.raises(FloatingPointError):
+        ViterbiLoss(nan="raise")(lp, targets, il, tl)
+    for bad in ("ignore", None, True):
+        with pytest.raises(ValueError, match="nan must be one of"):
+            ctc_loss(lp, targets, il, tl, nan=bad)
+        with pytest.raises(ValueError, match="nan must be one of"):
+            CTCLoss(nan=bad)
+        with pytest.raises(ValueError, match="nan must be one of"):
+            lattice_score(lp.transpose(0, 1), _ctc_graphs(targets[:, :1]), nan=bad)
+
+
+@pytest.mark.parametrize("make", [lambda: SegmentationLoss(reduction="none"),
+                                  lambda: ViterbiLoss(reduction="none")])
+def test_nan_in_the_other_losses(make):
+    x, targets, il, tl = _nan_batch(4)
+    lp = x.log_softmax(-1).requires_grad_()
+    loss = make()(lp, targets, il, tl)
+    assert torch.isnan(loss).tolist() == [False, True, False, True]
+    loss.nansum().backward()
+    assert torch.isnan(lp.grad[:8, 1]).all() and not torch.isnan(lp.grad[:, [0, 2]]).any()
+    ref = make()(lp.detach()[:, [0, 2]], targets[[0, 2]], il[[0, 2]], tl[[0, 2]])
+    torch.testing.assert_close(loss[[0, 2]], ref)
+
+
+@pytest.mark.parametrize("semiring", ["log", "max"])
+def test_lattice_score_raises_on_nan_by_default_or_propagates(semiring):
+    rng, graphs, lengths, em = _score_problem(40)
+    gb = lattice.batch(graphs)
+    aw = torch.zeros(len(graphs), gb.max_arcs, dtype=torch.float64, requires_grad=True)
+    bad = em.clone()
+    bad[1, 0] = float("nan")
+    with pytest.raises(FloatingPointError):
+        lattice_score(bad, gb, lengths, semiring=semiring)
+    x = bad.clone().requires_grad_()
+    score = lattice_score(x, gb, lengths, semiring=semiring, arc_weights=aw, nan="propagate")
+    assert torch.isnan(score).tolist() == [False, True, False]
+    score.nansum().backward()
+    assert torch.isnan(x.grad[1, : lengths[1]]).all() and (x.grad[1, lengths[1]:] == 0).all()
+    assert torch.isnan(aw.grad[1]).all() and not torch.isnan(aw.grad[[0, 2]]).any()
+    keep = [0, 2]
+    sub = lattice.batch([graphs[b] for b in keep])
+    ref_x = em[keep].clone().requires_grad_()
+    ref_aw = aw.detach()[keep, : sub.max_arcs].clone().requires_grad_()
+    ref = lattice_score(ref_x, sub, [lengths[b] for b in keep], semiring=semiring,
+                        arc_weights=ref_aw)
+    ref.sum().backward()
+    torch.testing.assert_close(score[keep], ref, rtol=0, atol=0)
+    torch.testing.assert_close(x.grad[keep], ref_x.grad, rtol=0, atol=0)
+    torch.testing.assert_close(aw.grad[keep, : sub.max_arcs], ref_aw.grad, rtol=0, atol=0)
+    assert (aw.grad[keep, sub.max_arcs :] == 0).all()
+
+
+def test_plus_inf_where_a_target_reads_it_is_nan():
+    """+inf log-probabilities give a NaN loss too (torch's depends on where the
+    +inf sits: NaN, +inf or -inf), or the engine's error with nan="raise"."""
+    lp = torch.randn(4, 1, 3, dtype=torch.float64).log_softmax(-1)
+    lp[2, 0, 1] = float("inf")
+    args = (torch.tensor([[1, 2]]), (4,), (2,))
+    assert torch.isnan(ctc_loss(lp, *args))
+    with pytest.raises(FloatingPointError):
+        ctc_loss(lp, *args, nan="raise")
