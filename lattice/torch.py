@@ -1,7 +1,7 @@
 """torch autograd ops and losses on top of the lattice engine.
 
 The layer is thin: tensors in, zero-copy numpy views to the engine, tensors out.
-Nothing below this module imports torch. Every op here says what is differentiable:
+Nothing below this module and ``_torch_ops.py`` imports torch. Every op here says what is differentiable:
 
 ==========================  ====================================================
 op                          differentiable with respect to
@@ -15,24 +15,28 @@ op                          differentiable with respect to
 :class:`ViterbiLoss`        ``log_probs`` (along the fixed best alignment)
 ==========================  ====================================================
 
-Double backward is not supported: the gradients are computed by the engine, not by
-differentiable torch operations. Bad input raises :class:`LatticeValueError` or
-:class:`LatticeTypeError`, which are ``ValueError`` / ``TypeError`` and
-``RuntimeError`` at once.
+The engine runs inside ``torch.library`` custom ops (namespace ``lattice``, see
+``_torch_ops.py``), which compute the gradients in the forward pass; so the losses
+and :func:`lattice_score` work under ``torch.compile`` (also with
+``fullgraph=True``), ``torch.func.grad`` and ``torch.jit.trace``. Double backward is
+not supported: the gradients are computed by the engine, not by differentiable torch
+operations. Bad input raises :class:`LatticeValueError` or :class:`LatticeTypeError`,
+which are ``ValueError`` / ``TypeError`` and ``RuntimeError`` at once.
 """
 
 from __future__ import annotations
 
+import json
+import weakref
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from . import engine
+from . import _torch_ops, engine
 from ._torch_errors import LatticeTypeError, LatticeValueError, torch_errors
-from .batch import batch
+from .batch import GraphBatch, batch
 from .graph import Graph
-from .registry import build_batch
 from .semiring import get_semiring
 
 __all__ = [
@@ -48,11 +52,11 @@ __all__ = [
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
-_NAN_MODES = ("propagate", "raise")
 
 
 # ----------------------------------------------------------------------------------
-# tensors <-> numpy at the edge
+# checks of what torch.compile sees at trace time: types, devices, dtypes, ranks
+# (every check of values happens inside the ops, see _torch_ops.py)
 # ----------------------------------------------------------------------------------
 
 
@@ -64,61 +68,80 @@ def _check_device(name, tensor):
         )
 
 
-def _compute_dtype(name, tensor):
-    """The dtype the engine computes in for a floating tensor (half types upcast)."""
+def _check_tensor(name, tensor):
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    _check_device(name, tensor)
     if not torch.is_floating_point(tensor):
         raise TypeError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
-    if tensor.dtype in (torch.float32, torch.float64):
-        return tensor.dtype
-    return torch.float32
+    return tensor
 
 
-def _to_numpy(tensor, dtype):
-    """A numpy view of ``tensor`` (copied only to change dtype or fix the last stride)."""
-    t = tensor.detach()
-    if t.dtype != dtype:
-        t = t.to(dtype)
-    if t.dim() and t.stride(-1) != 1:
-        t = t.contiguous()
-    return t.numpy()
+def _check_emissions(emissions):
+    _check_tensor("emissions", emissions)
+    if emissions.dim() != 3:
+        raise ValueError(f"emissions must have shape (B, T, C), got {tuple(emissions.shape)}")
 
 
-def _optional_numpy(name, tensor, dtype):
+def _optional_tensor(name, tensor):
     if tensor is None:
         return None
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or None, got {type(tensor).__name__}")
+    return _check_tensor(name, tensor)
+
+
+def _integer_tensor(name, values, what="integers"):
+    """``values`` (a tensor, or anything torch.as_tensor takes) as an integer tensor;
+    bool, floating and complex values are refused, naming the argument."""
+    if not isinstance(values, torch.Tensor):
+        try:
+            tensor = torch.as_tensor(values)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"{name} must hold {what}, got {values!r}") from error
+        if tensor.numel() == 0:  # () or [] hold no value of any type
+            tensor = tensor.to(torch.int64)
+    else:
+        tensor = values
     _check_device(name, tensor)
-    _compute_dtype(name, tensor)
-    return _to_numpy(tensor, dtype)
+    dtype = tensor.dtype
+    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+        raise TypeError(f"{name} must hold {what}, got {dtype}")
+    return tensor
 
 
-def _is_integer(dtype):
-    """Whether a torch dtype holds integers (bool, floating and complex do not)."""
-    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+def _lengths_tensor(name, lengths):
+    return None if lengths is None else _integer_tensor(name, lengths).reshape(-1)
+
+
+def _check_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_nan(nan):
+    if nan not in _torch_ops.NAN_MODES:
+        raise ValueError(f"nan must be one of {_torch_ops.NAN_MODES}, got {nan!r}")
 
 
 def _check_blank(blank):
-    if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)):
+    if isinstance(blank, bool) or not isinstance(blank, (int, np.integer, torch.SymInt)):
         raise TypeError(f"blank must be an int, got {blank!r}")
-    return int(blank)
+    if blank < 0:
+        raise ValueError(f"blank must be >= 0, got {blank}")
+    return int(blank) if isinstance(blank, np.integer) else blank
 
 
-def _lengths_numpy(name, lengths, size):
-    if lengths is None:
-        return None
-    if isinstance(lengths, torch.Tensor):
-        if not _is_integer(lengths.dtype):
-            raise TypeError(f"{name} must hold integers, got {lengths.dtype}")
-        arr = lengths.detach().cpu().numpy()
-    else:
-        arr = np.asarray(lengths)
-        if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
-            raise TypeError(f"{name} must hold integers, got {arr.dtype}")
-    arr = arr.reshape(-1).astype(np.int64)
-    if arr.shape != (size,):
-        raise ValueError(f"{name} must have {size} entries, got {arr.shape[0]}")
-    return arr
+def _needs_grad(*tensors):
+    # under torch.no_grad() inputs may still require grad: the engine computes
+    # gradients only when autograd will ask for them. torch.jit.trace records the
+    # answer as a constant (and checks the trace under no_grad), so a traced op
+    # always computes them.
+    if torch.jit.is_tracing():
+        return True
+    return torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in tensors
+    )
 
 
 # ----------------------------------------------------------------------------------
@@ -126,176 +149,33 @@ def _lengths_numpy(name, lengths, size):
 # ----------------------------------------------------------------------------------
 
 
-class _LatticeScore(torch.autograd.Function):
-    """log Z (log semiring) or best score (max semiring) and its engine gradients."""
-
-    @staticmethod
-    def forward(ctx, emissions, arc_weights, start_weights, final_weights, gb, lengths,
-                semiring, grad_enabled, nan):
-        dtype = _compute_dtype("emissions", emissions)
-        em = _to_numpy(emissions, dtype)
-        aw = _optional_numpy("arc_weights", arc_weights, dtype)
-        sw = _optional_numpy("start_weights", start_weights, dtype)
-        fw = _optional_numpy("final_weights", final_weights, dtype)
-        overrides = dict(arc_weights=aw, start_weights=sw, final_weights=fw)
-        # under torch.no_grad() the inputs may still require grad: compute gradients
-        # only when autograd will ask for them (grad mode is read by the caller, as
-        # it is always off inside Function.forward)
-        needs_grad = grad_enabled and any(ctx.needs_input_grad[:4])
-        score, grads = _score(em, gb, lengths, semiring, needs_grad, overrides, nan)
-        ctx.grads = grads
-        ctx.input_dtypes = tuple(
-            None if t is None else t.dtype
-            for t in (emissions, arc_weights, start_weights, final_weights)
-        )
-        # in the dtype computed in: a half type cannot hold scores beyond 65504
-        return torch.from_numpy(score)
-
-    @staticmethod
-    def backward(ctx, grad_score):
-        if torch.is_grad_enabled():
-            # create_graph=True: the engine's gradients are constants to autograd, so a
-            # second derivative would silently be wrong; refuse it instead
-            raise RuntimeError(
-                "lattice ops do not support double backward (create_graph=True): "
-                "their gradients are computed by the engine, not by torch operations"
-            )
-        grads = ctx.grads
-        if grads is None:
-            return (None,) * 9
-        out = []
-        for need, grad, dtype in zip(ctx.needs_input_grad[:4], grads, ctx.input_dtypes):
-            if not need or dtype is None:
-                out.append(None)
-                continue
-            g = torch.from_numpy(grad)
-            scale = grad_score.detach().to(g.dtype).reshape((-1,) + (1,) * (g.dim() - 1))
-            out.append((g * scale).to(dtype))
-        return (*out, None, None, None, None, None)
+_PACKED = weakref.WeakKeyDictionary()  # GraphBatch -> its packed graph
 
 
-def _best_path_indicators(ali, gb, shape, time_dependent, dtype):
-    """Gradients of the best score: 1 on each (frame, class), arc, start and end used."""
-    size, frames, classes = shape
-    g_em = np.zeros(shape, dtype=dtype)
-    g_arc = np.zeros((size, frames, gb.max_arcs) if time_dependent else (size, gb.max_arcs),
-                     dtype=dtype)
-    g_start = np.zeros((size, gb.max_states), dtype=dtype)
-    g_final = np.zeros((size, gb.max_states), dtype=dtype)
-    b_idx, t_idx = np.nonzero(ali.labels >= 0)
-    np.add.at(g_em, (b_idx, t_idx, ali.labels[b_idx, t_idx]), 1)
-    b_idx, t_idx = np.nonzero(ali.arcs >= 0)
-    if time_dependent:
-        np.add.at(g_arc, (b_idx, t_idx, ali.arcs[b_idx, t_idx]), 1)
-    else:
-        np.add.at(g_arc, (b_idx, ali.arcs[b_idx, t_idx]), 1)
-    ok = np.flatnonzero(ali.states[:, 0] >= 0)
-    g_start[ok, ali.states[ok, 0]] = 1
-    lengths = (ali.states >= 0).sum(axis=1)
-    g_final[ok, ali.states[ok, lengths[ok] - 1]] = 1
-    return g_em, g_arc, g_start, g_final
+@torch.compiler.disable  # numpy work that torch.compile must never trace
+def _pack(graphs):
+    gb = batch([graphs] if isinstance(graphs, Graph) else graphs)
+    if torch.jit.is_tracing():  # a fresh constant: the trace check compares origins
+        return _torch_ops.pack_graphs(gb)
+    packed = _PACKED.get(gb)
+    if packed is None:
+        packed = _torch_ops.pack_graphs(gb)
+        if gb is graphs:
+            _PACKED[gb] = packed
+    return packed
 
 
-def _run(em, gb, lengths, semiring, needs_grad, overrides):
-    """(scores, gradients) of one engine call; the gradients (emissions, arcs, starts,
-    finals) are None unless ``needs_grad``."""
-    if not needs_grad:
-        return engine.forward(em, gb, lengths, semiring, **overrides), None
-    if semiring == "log":
-        fb = engine.forward_backward(em, gb, lengths, **overrides)
-        return fb.score, (fb.emission_grad, fb.arc_grad, fb.start_grad, fb.final_grad)
-    ali = engine.viterbi(em, gb, lengths, **overrides)
-    aw = overrides.get("arc_weights")
-    time_dependent = aw is not None and aw.ndim == 3
-    return ali.score, _best_path_indicators(ali, gb, em.shape, time_dependent, em.dtype)
+@torch.compiler.assume_constant_result
+def _packed_graphs(graphs):
+    """``graphs`` (a GraphBatch, a sequence of Graph, or one Graph) packed into one
+    tensor, the form ``lattice::graph_score`` takes them in.
 
-
-def _score(em, gb, lengths, semiring, needs_grad, overrides, nan):
-    """As :func:`_run`; with ``nan="propagate"`` an example whose score is NaN (NaN
-    or +inf emissions where its graph reads them) scores NaN, with NaN gradients,
-    instead of the engine's FloatingPointError: what torch's ctc_loss returns."""
-    try:
-        return _run(em, gb, lengths, semiring, needs_grad, overrides)
-    except FloatingPointError:
-        if nan == "raise":
-            raise
-    return _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides)
-
-
-def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides):
-    """The rare path of :func:`_score`, after the engine refused a NaN score.
-
-    Only an example holding NaN or +inf emissions within its length can score NaN.
-    All run as one batch with those emissions zeroed: that gives the others their
-    results, and tells which suspects have no complete path at all (they score
-    -inf whatever their emissions, as in torch). Each remaining suspect runs alone,
-    where the engine tells whether its score is NaN. A NaN example gets NaN as its
-    score and as the gradients of its frames and weights (torch's ctc_loss gives NaN
-    on every valid frame), 0 past its length.
+    Made once per GraphBatch the caller keeps. Under ``torch.compile`` this runs at
+    trace time, outside the traced code: the packed graph is a constant of the
+    compiled graph, which is guarded on the ``graphs`` object (another object
+    recompiles).
     """
-    size, frames, _ = em.shape
-    lengths = np.full(size, frames) if lengths is None else np.asarray(lengths)
-    valid = np.arange(frames) < lengths[:, None]
-    bad = np.isnan(em) | np.isposinf(em)
-    suspects = (bad.any(axis=2) & valid).any(axis=1)
-    score, grads = _run(np.where(bad, 0, em), gb, lengths, semiring, needs_grad, overrides)
-    for b in np.flatnonzero(suspects & ~np.isneginf(score)).tolist():
-        one = batch([gb.graphs[b]])
-        sub = {}
-        for name, value in overrides.items():
-            width = one.max_arcs if name == "arc_weights" else one.max_states
-            sub[name] = None if value is None else value[b : b + 1, ..., :width]
-        try:
-            s, g = _run(em[b : b + 1], one, lengths[b : b + 1], semiring, needs_grad, sub)
-        except FloatingPointError:
-            score[b] = np.nan
-            if grads is not None:
-                for full in grads:
-                    full[b] = np.nan
-                grads[0][b, lengths[b] :] = 0
-            continue
-        score[b] = s[0]
-        if grads is not None:
-            for full, part in zip(grads, g):
-                full[b] = 0
-                full[(b, ...) + tuple(slice(n) for n in part.shape[1:])] = part[0]
-    return score, grads
-
-
-def _graph_batch(graphs, size):
-    if isinstance(graphs, Graph):
-        graphs = [graphs] * size
-    gb = batch(graphs)
-    if len(gb) != size:
-        raise ValueError(f"got {len(gb)} graphs for a batch of {size} examples")
-    return gb
-
-
-def _weight_frames(emissions, frame_weights):
-    """emissions * frame_weights[..., None], differentiable in both, with 0 * -inf = 0.
-
-    A weight of 0 ignores the frame (its emissions become 0 even where they were
-    -inf); -inf emissions of weighted frames stay -inf and pass no gradient to the
-    weights (their posterior is 0).
-    """
-    if not isinstance(frame_weights, torch.Tensor):
-        raise TypeError(
-            f"frame_weights must be a torch.Tensor, got {type(frame_weights).__name__}"
-        )
-    _check_device("frame_weights", frame_weights)
-    _compute_dtype("frame_weights", frame_weights)
-    size, frames, _ = emissions.shape
-    if tuple(frame_weights.shape) != (size, frames):
-        raise ValueError(
-            f"frame_weights must have shape {(size, frames)}, got {tuple(frame_weights.shape)}"
-        )
-    if not torch.isfinite(frame_weights).all() or (frame_weights < 0).any():
-        raise ValueError("frame_weights must be finite and non-negative")
-    w = frame_weights.unsqueeze(-1)
-    impossible = torch.isneginf(emissions)
-    finite = emissions.masked_fill(impossible, 0)
-    still_impossible = torch.zeros_like(finite).masked_fill(impossible & (w > 0), -torch.inf)
-    return finite * w + still_impossible
+    return _pack(graphs)
 
 
 @torch_errors
@@ -317,14 +197,18 @@ def lattice_score(
     ``start_weights`` and ``final_weights`` (any of them that require grad). Under the
     log semiring the gradients are posteriors (expected counts); under the max
     semiring they are the indicators of the best path (a sub-gradient where paths
-    tie). Double backward is not supported.
+    tie). The engine computes them in the forward pass (inside the custom op
+    ``lattice::graph_score``); works under ``torch.compile``. Double backward is not
+    supported.
 
     Parameters
     ----------
     emissions : Tensor, shape (B, T, C)
         Per-frame scores (float32/float64; float16/bfloat16 computed in float32).
     graphs : sequence of Graph, GraphBatch, or Graph
-        One graph per example (a single Graph is used for all).
+        One graph per example (a single Graph is used for all). Under
+        ``torch.compile`` the graphs are a constant of the compiled code: build a
+        GraphBatch once and reuse it (another object recompiles).
     lengths : Tensor or sequence of int, shape (B,), optional
         Valid frames per example (default T).
     semiring : {"log", "max"}
@@ -372,20 +256,31 @@ def lattice_score(
     >>> w.grad.round(decimals=3).tolist()                    # expected arc counts
     [[1.0, 1.0, 1.0]]
     """
-    if not isinstance(emissions, torch.Tensor):
-        raise TypeError(f"emissions must be a torch.Tensor, got {type(emissions).__name__}")
-    _check_device("emissions", emissions)
-    if emissions.dim() != 3:
-        raise ValueError(f"emissions must have shape (B, T, C), got {tuple(emissions.shape)}")
+    _check_emissions(emissions)
     sr = get_semiring(semiring).name
     _check_nan(nan)
-    size, frames, _ = emissions.shape
-    gb = _graph_batch(graphs, size)
-    lengths = _lengths_numpy("lengths", lengths, size)
-    if frame_weights is not None:
-        emissions = _weight_frames(emissions, frame_weights)
-    return _LatticeScore.apply(emissions, arc_weights, start_weights, final_weights, gb,
-                               lengths, sr, torch.is_grad_enabled(), nan)
+    weights = tuple(
+        _optional_tensor(name, t)
+        for name, t in (("frame_weights", frame_weights), ("arc_weights", arc_weights),
+                        ("start_weights", start_weights), ("final_weights", final_weights))
+    )  # fmt: skip
+    if torch.compiler.is_compiling() and not isinstance(graphs, (Graph, GraphBatch)):
+        raise TypeError(
+            "under torch.compile, graphs must be a GraphBatch (build it once, outside "
+            "the compiled code, with lattice.batch) or one Graph, got "
+            f"{type(graphs).__name__}"
+        )
+    graph = _packed_graphs(graphs)
+    lengths = _lengths_tensor("lengths", lengths)
+    inputs = [emissions, *weights]
+    for i in range(1, len(inputs)):
+        if inputs[i] is not None and any(inputs[i] is inputs[j] for j in range(i)):
+            # one tensor given twice (start and final weights, say): torch.compile
+            # refuses that for an autograd.Function, so the op gets a view
+            inputs[i] = inputs[i].view_as(inputs[i])
+    return _torch_ops.graph_score(
+        *inputs, graph, isinstance(graphs, Graph), lengths, sr, _needs_grad(*inputs), nan
+    )
 
 
 # ----------------------------------------------------------------------------------
@@ -405,9 +300,14 @@ class ViterbiAlignment(NamedTuple):
     num_segments: torch.Tensor
 
 
+@torch.compiler.disable
 @torch_errors
-def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weights=None, final_weights=None):
+def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weights=None,
+                  final_weights=None):
     """Best alignment of every example, as tensors. Not differentiable.
+
+    It returns integer paths of data-dependent sizes, so ``torch.compile`` runs it
+    eagerly (a graph break; inside ``fullgraph=True`` code it raises).
 
     Parameters
     ----------
@@ -432,20 +332,21 @@ def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weigh
     >>> ali.states.tolist(), ali.starts.tolist(), ali.ends.tolist()
     ([[0, 0, 1]], [[0, 2]], [[2, 3]])
     """
-    if not isinstance(emissions, torch.Tensor):
-        raise TypeError(f"emissions must be a torch.Tensor, got {type(emissions).__name__}")
-    _check_device("emissions", emissions)
-    if emissions.dim() != 3:
-        raise ValueError(f"emissions must have shape (B, T, C), got {tuple(emissions.shape)}")
-    dtype = _compute_dtype("emissions", emissions)
-    size = emissions.shape[0]
+    _check_emissions(emissions)
+    dtype = _torch_ops.compute_dtype(emissions.dtype)
+    lengths = _lengths_tensor("lengths", lengths)
+
+    def numpy(name, tensor):
+        tensor = _optional_tensor(name, tensor)
+        return None if tensor is None else _torch_ops.to_numpy(tensor, dtype)
+
     ali = engine.viterbi(
-        _to_numpy(emissions, dtype),
-        _graph_batch(graphs, size),
-        _lengths_numpy("lengths", lengths, size),
-        arc_weights=_optional_numpy("arc_weights", arc_weights, dtype),
-        start_weights=_optional_numpy("start_weights", start_weights, dtype),
-        final_weights=_optional_numpy("final_weights", final_weights, dtype),
+        _torch_ops.to_numpy(emissions, dtype),
+        graphs,
+        None if lengths is None else lengths.numpy(),
+        arc_weights=numpy("arc_weights", arc_weights),
+        start_weights=numpy("start_weights", start_weights),
+        final_weights=numpy("final_weights", final_weights),
     )
 
     def ints(a):
@@ -469,18 +370,16 @@ def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weigh
 
 class _Sequences(NamedTuple):
     emissions: torch.Tensor  # (B, T, C) view of the (T, B, C) input
-    targets: list  # B int64 arrays
-    input_lengths: np.ndarray
-    target_lengths: np.ndarray
+    targets: torch.Tensor  # padded (B, S) or concatenated
+    input_lengths: torch.Tensor  # (B,)
+    target_lengths: torch.Tensor  # (B,)
     unbatched: bool
 
 
 def _sequence_inputs(log_probs, targets, input_lengths, target_lengths):
-    """Normalise ctc_loss-style inputs: (T, B, C) or (T, C), padded or concatenated targets."""
-    if not isinstance(log_probs, torch.Tensor):
-        raise TypeError(f"log_probs must be a torch.Tensor, got {type(log_probs).__name__}")
-    _check_device("log_probs", log_probs)
-    _compute_dtype("log_probs", log_probs)
+    """Normalise ctc_loss-style inputs: (T, B, C) or (T, C), padded or concatenated
+    targets, lengths as tensors or sequences. The op checks their values."""
+    _check_tensor("log_probs", log_probs)
     unbatched = log_probs.dim() == 2
     if unbatched:
         log_probs = log_probs.unsqueeze(1)
@@ -488,94 +387,54 @@ def _sequence_inputs(log_probs, targets, input_lengths, target_lengths):
         raise ValueError(
             f"log_probs must have shape (T, B, C) or (T, C), got {tuple(log_probs.shape)}"
         )
-    frames, size, classes = log_probs.shape
-    if not (frames and size and classes):  # as torch: "log_probs tensor must not be empty"
-        raise ValueError(
-            f"log_probs must not be empty, got shape {(frames, size, classes)}"
-        )
-    if not isinstance(targets, torch.Tensor):
-        targets = torch.as_tensor(targets)
-    _check_device("targets", targets)
-    if not _is_integer(targets.dtype):
-        raise TypeError(f"targets must hold integer class ids, got {targets.dtype}")
+    targets = _integer_tensor("targets", targets, "integer class ids")
     if unbatched and targets.dim() == 1 and not (
         isinstance(target_lengths, torch.Tensor) and target_lengths.dim() == 1
     ):
         targets = targets.unsqueeze(0)
-    input_lengths = _lengths_numpy("input_lengths", input_lengths, size)
-    target_lengths = _lengths_numpy("target_lengths", target_lengths, size)
-    if input_lengths.min(initial=0) < 0 or input_lengths.max(initial=0) > frames:
-        raise ValueError(f"input_lengths must lie in [0, {frames}] (log_probs.shape[0])")
-    if target_lengths.min(initial=0) < 0:
-        raise ValueError("target_lengths must be non-negative")
-    tg = targets.detach().cpu().numpy().astype(np.int64)
-    if targets.dim() == 2 and targets.shape[0] == size:
-        if target_lengths.max(initial=0) > targets.shape[1]:
-            raise ValueError(
-                f"target_lengths exceed the padded target length {targets.shape[1]}"
-            )
-        used = np.arange(tg.shape[1]) < target_lengths[:, None]
-        bad = (used & ((tg < 0) | (tg >= classes))).any(axis=1)
-        seqs = [tg[b, : target_lengths[b]] for b in range(size)]
-    elif targets.dim() == 1:
-        if int(target_lengths.sum()) != targets.shape[0]:
-            raise ValueError(
-                f"concatenated targets hold {targets.shape[0]} ids but target_lengths "
-                f"sum to {int(target_lengths.sum())}"
-            )
-        example = np.repeat(np.arange(size), target_lengths)
-        bad = np.zeros(size, dtype=bool)
-        bad[example[(tg < 0) | (tg >= classes)]] = True
-        seqs = np.split(tg, np.cumsum(target_lengths)[:-1])
-    else:
-        raise ValueError(
-            f"targets must be padded (B, S) with B = {size}, or concatenated (sum of "
-            f"target_lengths,), got shape {tuple(targets.shape)}"
-        )
-    if bad.any():
-        raise ValueError(
-            f"targets of example {int(np.argmax(bad))} hold class ids outside "
-            f"[0, {classes}) (log_probs.shape[2])"
-        )
-    return _Sequences(log_probs.transpose(0, 1), seqs, input_lengths, target_lengths, unbatched)
+    return _Sequences(log_probs.transpose(0, 1), targets,
+                      _lengths_tensor("input_lengths", input_lengths),
+                      _lengths_tensor("target_lengths", target_lengths), unbatched)
 
 
-def _reduce(nll, target_lengths, reduction, zero_infinity, unbatched):
+def _loss(score, seq, reduction, zero_infinity):
+    """The reduced negative log-likelihood of the scores from an op."""
+    if zero_infinity:
+        # an impossible example contributes a zero loss and a zero gradient; a NaN
+        # stays NaN, as in torch
+        score = torch.where(torch.isinf(score), score.detach(), score)
+    nll = -score
     if zero_infinity:
         nll = torch.where(torch.isinf(nll), torch.zeros_like(nll), nll)
     if reduction == "none":
-        return nll.squeeze(0) if unbatched else nll
+        return nll.squeeze(0) if seq.unbatched else nll
     if reduction == "sum":
         return nll.sum()
-    divisor = torch.as_tensor(target_lengths, dtype=nll.dtype).clamp(min=1)
-    return (nll / divisor).mean()
-
-
-def _check_reduction(reduction):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-
-
-def _check_nan(nan):
-    if nan not in _NAN_MODES:
-        raise ValueError(f"nan must be one of {_NAN_MODES}, got {nan!r}")
+    return (nll / seq.target_lengths.to(nll.dtype).clamp(min=1)).mean()
 
 
 def _sequence_loss(builder, options, log_probs, targets, input_lengths, target_lengths,
                    reduction, zero_infinity, semiring, nan):
-    _check_reduction(reduction)
     seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
-    gb = build_batch(builder, seq.targets, **options)
-    score = lattice_score(seq.emissions, gb, seq.input_lengths, semiring=semiring, nan=nan)
-    # an empty input explains an empty target with probability 1 (as in torch)
-    empty = (seq.input_lengths == 0) & (seq.target_lengths == 0)
-    if empty.any():
-        score = score.masked_fill(torch.from_numpy(empty), 0.0)
-    if zero_infinity:
-        # an impossible example must also contribute a zero gradient; a NaN stays
-        # NaN, as in torch
-        score = torch.where(torch.isinf(score), score.detach(), score)
-    return _reduce(-score, seq.target_lengths, reduction, zero_infinity, seq.unbatched)
+    score = _torch_ops.sequence_score(
+        seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, builder,
+        options, semiring, _needs_grad(seq.emissions), nan,
+    )  # fmt: skip
+    return _loss(score, seq, reduction, zero_infinity)
+
+
+def _encode_options(topology, options):
+    """The builder options as JSON text, the form the op takes them in."""
+
+    def plain(value):
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(
+            f"the options of {topology!r} must be None, bools, numbers, strings or "
+            f"lists of them, got {type(value).__name__}"
+        )
+
+    return json.dumps(options, sort_keys=True, default=plain)
 
 
 @torch_errors
@@ -587,7 +446,9 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     difference: the gradient is the **true derivative** of the loss with respect to
     ``log_probs`` for any input scores. torch's own backward assumes the input came
     from ``log_softmax`` and returns a different (wrong) gradient otherwise; both agree
-    when it did. Differentiable with respect to ``log_probs``.
+    when it did. Differentiable with respect to ``log_probs``; the engine computes
+    the gradient in the forward pass (inside the custom op ``lattice::ctc_score``),
+    and the loss works under ``torch.compile``.
 
     Parameters
     ----------
@@ -595,7 +456,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
         Per-frame scores, usually ``log_softmax`` outputs; must not be empty (as in
         torch). float16/bfloat16 are computed in float32.
     targets : Tensor, shape (B, S) padded, or (sum(target_lengths),) concatenated
-        Class ids; must not contain ``blank``.
+        Class ids (integers); must not contain ``blank``.
     input_lengths, target_lengths : Tensor or tuple of int, shape (B,)
     blank : int, default 0
     reduction : {"mean", "sum", "none"}
@@ -638,10 +499,15 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     True
     >>> loss.backward()
     """
+    _check_reduction(reduction)
     _check_nan(nan)
-    return _sequence_loss("ctc", {"blank": _check_blank(blank)}, log_probs, targets,
-                          input_lengths, target_lengths, reduction, zero_infinity, "log",
-                          nan)
+    blank = _check_blank(blank)
+    seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
+    score = _torch_ops.ctc_score(
+        seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, blank,
+        _needs_grad(seq.emissions), nan,
+    )  # fmt: skip
+    return _loss(score, seq, reduction, zero_infinity)
 
 
 class CTCLoss(torch.nn.Module):
@@ -671,16 +537,17 @@ class CTCLoss(torch.nn.Module):
         self.nan = nan
 
     def forward(self, log_probs, targets, input_lengths, target_lengths):
-        return ctc_loss(log_probs, targets, input_lengths, target_lengths,
-                        self.blank, self.reduction, self.zero_infinity, nan=self.nan)
+        return ctc_loss(log_probs, targets, input_lengths, target_lengths, self.blank,
+                        self.reduction, self.zero_infinity, nan=self.nan)
 
 
 class SegmentationLoss(torch.nn.Module):
     """Negative log-likelihood summed over all monotone segmentations (no blank).
 
     Every frame belongs to one target symbol and the symbols appear in order, each for
-    at least ``min_frames`` frames (the ``segmentation`` graph). Inputs and ``nan`` as
-    in :func:`ctc_loss`; differentiable with respect to ``log_probs``.
+    at least ``min_frames`` frames (the ``segmentation`` graph; ``min_frames`` is
+    fixed at construction). Inputs, ``nan`` and dtypes as in :func:`ctc_loss`;
+    differentiable with respect to ``log_probs``.
 
     Examples
     --------
@@ -698,15 +565,21 @@ class SegmentationLoss(torch.nn.Module):
         super().__init__()
         _check_reduction(reduction)
         _check_nan(nan)
-        self.min_frames = min_frames
+        self._min_frames = min_frames
+        self._options = _encode_options("segmentation", {"min_frames": min_frames})
         self.reduction = reduction
         self.zero_infinity = zero_infinity
         self.nan = nan
 
+    @property
+    def min_frames(self):
+        """The least number of frames of a symbol (read-only)."""
+        return self._min_frames
+
     @torch_errors
     def forward(self, log_probs, targets, input_lengths, target_lengths):
-        return _sequence_loss("segmentation", {"min_frames": self.min_frames}, log_probs,
-                              targets, input_lengths, target_lengths, self.reduction,
+        return _sequence_loss("segmentation", self._options, log_probs, targets,
+                              input_lengths, target_lengths, self.reduction,
                               self.zero_infinity, "log", self.nan)
 
 
@@ -717,9 +590,10 @@ class ViterbiLoss(torch.nn.Module):
     frame-wise negative log-likelihood along it: minus the sum of ``log_probs`` of the
     labels on the best path (plus the graph's arc weights, zero for the built-in
     topologies). This is the iterate-align-and-train scheme in one step: the gradient
-    is minus the indicator of the best path, which is held fixed. Inputs and ``nan``
-    as in :func:`ctc_loss`; ``topology`` is any registered builder (``"ctc"`` by default)
-    and ``options`` its options.
+    is minus the indicator of the best path, which is held fixed. Inputs, ``nan``
+    and dtypes as in :func:`ctc_loss`; ``topology`` is any registered builder
+    (``"ctc"`` by default) and ``options`` its options (None, bools, numbers,
+    strings or lists of them), both fixed at construction.
 
     Examples
     --------
@@ -737,14 +611,27 @@ class ViterbiLoss(torch.nn.Module):
         super().__init__()
         _check_reduction(reduction)
         _check_nan(nan)
-        self.nan = nan
-        self.topology = topology
-        self.options = options
+        if not isinstance(topology, str):
+            raise TypeError(f"topology must be a builder name, got {topology!r}")
+        self._topology = topology
+        self._options = dict(options)
+        self._encoded = _encode_options(topology, options)
         self.reduction = reduction
         self.zero_infinity = zero_infinity
+        self.nan = nan
+
+    @property
+    def topology(self):
+        """The builder's name (read-only)."""
+        return self._topology
+
+    @property
+    def options(self):
+        """A copy of the builder's options (read-only)."""
+        return dict(self._options)
 
     @torch_errors
     def forward(self, log_probs, targets, input_lengths, target_lengths):
-        return _sequence_loss(self.topology, self.options, log_probs, targets,
+        return _sequence_loss(self._topology, self._encoded, log_probs, targets,
                               input_lengths, target_lengths, self.reduction,
                               self.zero_infinity, "max", self.nan)

@@ -1,0 +1,508 @@
+"""The engine as ``torch.library`` operators: what autograd, ``torch.compile`` and FX see.
+
+Each operator (namespace ``lattice``) is one opaque node for torch. Its fake
+implementation gives the shapes and dtypes of the outputs, for tracing; its CPU
+implementation hands zero-copy numpy views to the engine and returns the scores
+**together with their gradients**, which the engine computes in the same pass. An
+``autograd.Function`` (:class:`_EngineFunction`) saves those gradients and scales them
+by the incoming gradient in backward, so backward costs one multiplication.
+
+Operators take tensors and primitive values only, so the graphs reach them in two
+ways:
+
+* ``lattice::graph_score`` takes a :class:`~lattice.GraphBatch` packed into one
+  uint8 tensor (:func:`pack_graphs`: a header and the padded arrays) and rebuilds it
+  with the validating :meth:`GraphBatch.from_padded <lattice.GraphBatch.from_padded>`.
+  The batches of the last few packed graphs are kept, keyed by their bytes, so a
+  batch reused on every step is validated once.
+* ``lattice::ctc_score`` and ``lattice::sequence_score`` take the targets and lengths
+  as tensors and build the graphs inside the op with :func:`lattice.build_batch`, as
+  the losses always did on every step; a builder's options come as JSON text
+  (``blank`` as an int, which torch.compile may make symbolic).
+
+Every check of input values happens inside the operators (they see real data, also
+when compiled), and every ``ValueError`` / ``TypeError`` they raise is also a
+``RuntimeError`` (``_torch_errors.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from . import engine
+from ._torch_errors import torch_errors
+from .batch import GraphBatch, batch
+from .registry import build_batch
+
+__all__ = [
+    "NAN_MODES",
+    "compute_dtype",
+    "ctc_score",
+    "graph_score",
+    "pack_graphs",
+    "sequence_score",
+    "to_numpy",
+]
+
+NAN_MODES = ("propagate", "raise")
+
+
+def compute_dtype(dtype):
+    """The dtype the engine computes in (and scores come out in) for a float dtype."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def to_numpy(tensor, dtype=None):
+    """A numpy view of ``tensor`` (copied only to change dtype or fix the last stride)."""
+    t = tensor.detach()
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    if t.dim() and t.stride(-1) != 1:
+        t = t.contiguous()
+    return t.numpy()
+
+
+# ----------------------------------------------------------------------------------
+# graphs as one tensor
+# ----------------------------------------------------------------------------------
+
+# the padded arrays of a GraphBatch in a packed graph, after a header of three int64
+# (B, S_max, A_max): the float64 ones first, so that every array stays aligned
+_PACKED_FIELDS = (("start", np.float64, "S"), ("final", np.float64, "S"),
+                  ("weight", np.float64, "A"), ("num_states", np.int32, None),
+                  ("num_arcs", np.int32, None), ("labels", np.int32, "S"),
+                  ("tokens", np.int32, "S"), ("src", np.int32, "A"),
+                  ("dst", np.int32, "A"))  # fmt: skip
+_HEADER_BYTES = 24
+
+
+def pack_graphs(gb):
+    """The padded arrays of ``gb`` packed into one 1-D uint8 tensor (a copy: the
+    batch's arrays are read-only, which ``torch.from_numpy`` warns about)."""
+    header = np.array([len(gb), gb.max_states, gb.max_arcs], dtype=np.int64)
+    parts = [header] + [np.ascontiguousarray(getattr(gb, name), dtype)
+                        for name, dtype, _ in _PACKED_FIELDS]  # fmt: skip
+    # frombuffer, unlike from_numpy, is no TracerWarning under torch.jit.trace
+    return torch.frombuffer(bytearray(b"".join(p.tobytes() for p in parts)),
+                            dtype=torch.uint8)
+
+
+def _unpack_graphs(packed):
+    """The padded arrays of a packed graph, as keyword arguments of from_padded."""
+    wrong = ValueError("graph must be a 1-D uint8 tensor made by pack_graphs")
+    if packed.ndim != 1 or packed.dtype != np.uint8 or packed.size < _HEADER_BYTES:
+        raise wrong
+    size, states, arcs = (int(v) for v in packed[:_HEADER_BYTES].view(np.int64))
+    if min(size, states, arcs) < 0:
+        raise wrong
+    dims = {None: (), "S": (states,), "A": (arcs,)}
+    fields = [(name, dtype, (size, *dims[axis])) for name, dtype, axis in _PACKED_FIELDS]
+    ends = np.cumsum([_HEADER_BYTES] + [int(np.prod(shape)) * np.dtype(dtype).itemsize
+                                        for _, dtype, shape in fields])  # fmt: skip
+    if ends[-1] != packed.size:
+        raise wrong
+    return {
+        name: packed[start:end].view(dtype).reshape(shape)
+        for (name, dtype, shape), start, end in zip(fields, ends[:-1], ends[1:])
+    }
+
+
+_GRAPH_CACHE = OrderedDict()  # (packed bytes, size, shared) -> GraphBatch
+_GRAPH_CACHE_SIZE = 8
+_GRAPH_CACHE_LOCK = threading.Lock()
+
+
+def _graph_batch(graph, size, shared):
+    """The GraphBatch of a packed graph (of one graph used ``size`` times if
+    ``shared``): validated by ``from_padded`` the first time these bytes are seen,
+    from a small cache afterwards (a batch reused on every step is validated once)."""
+    packed = to_numpy(graph)
+    key = (packed.tobytes(), size, shared)
+    with _GRAPH_CACHE_LOCK:
+        gb = _GRAPH_CACHE.get(key)
+        if gb is not None:
+            _GRAPH_CACHE.move_to_end(key)
+            return gb
+    gb = GraphBatch.from_padded(**_unpack_graphs(packed))
+    if shared:
+        if len(gb) != 1:
+            raise ValueError(f"a shared graph must hold one graph, got {len(gb)}")
+        gb = batch(gb.graphs * size)
+    with _GRAPH_CACHE_LOCK:
+        _GRAPH_CACHE[key] = gb
+        while len(_GRAPH_CACHE) > _GRAPH_CACHE_SIZE:
+            _GRAPH_CACHE.popitem(last=False)
+    return gb
+
+
+# ----------------------------------------------------------------------------------
+# the engine calls
+# ----------------------------------------------------------------------------------
+
+
+def _best_path_indicators(ali, gb, shape, time_dependent, dtype):
+    """Gradients of the best score: 1 on each (frame, class), arc, start and end used."""
+    size, frames, classes = shape
+    g_em = np.zeros(shape, dtype=dtype)
+    g_arc = np.zeros((size, frames, gb.max_arcs) if time_dependent else (size, gb.max_arcs),
+                     dtype=dtype)
+    g_start = np.zeros((size, gb.max_states), dtype=dtype)
+    g_final = np.zeros((size, gb.max_states), dtype=dtype)
+    b_idx, t_idx = np.nonzero(ali.labels >= 0)
+    np.add.at(g_em, (b_idx, t_idx, ali.labels[b_idx, t_idx]), 1)
+    b_idx, t_idx = np.nonzero(ali.arcs >= 0)
+    if time_dependent:
+        np.add.at(g_arc, (b_idx, t_idx, ali.arcs[b_idx, t_idx]), 1)
+    else:
+        np.add.at(g_arc, (b_idx, ali.arcs[b_idx, t_idx]), 1)
+    ok = np.flatnonzero(ali.states[:, 0] >= 0)
+    g_start[ok, ali.states[ok, 0]] = 1
+    lengths = (ali.states >= 0).sum(axis=1)
+    g_final[ok, ali.states[ok, lengths[ok] - 1]] = 1
+    return g_em, g_arc, g_start, g_final
+
+
+def _run(em, gb, lengths, semiring, needs_grad, overrides):
+    """(scores, gradients) of one engine call; the gradients (emissions, arcs, starts,
+    finals) are None unless ``needs_grad``."""
+    if not needs_grad:
+        return engine.forward(em, gb, lengths, semiring, **overrides), None
+    if semiring == "log":
+        fb = engine.forward_backward(em, gb, lengths, **overrides)
+        return fb.score, (fb.emission_grad, fb.arc_grad, fb.start_grad, fb.final_grad)
+    ali = engine.viterbi(em, gb, lengths, **overrides)
+    aw = overrides.get("arc_weights")
+    time_dependent = aw is not None and aw.ndim == 3
+    return ali.score, _best_path_indicators(ali, gb, em.shape, time_dependent, em.dtype)
+
+
+def _score(em, gb, lengths, semiring, needs_grad, overrides, nan):
+    """As :func:`_run`; with ``nan="propagate"`` an example whose score is NaN (NaN
+    or +inf emissions where its graph reads them) scores NaN, with NaN gradients,
+    instead of the engine's FloatingPointError: what torch's ctc_loss returns."""
+    try:
+        return _run(em, gb, lengths, semiring, needs_grad, overrides)
+    except FloatingPointError:
+        if nan == "raise":
+            raise
+    return _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides)
+
+
+def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides):
+    """The rare path of :func:`_score`, after the engine refused a NaN score.
+
+    Only an example holding NaN or +inf emissions within its length can score NaN.
+    All run as one batch with those emissions zeroed: that gives the others their
+    results, and tells which suspects have no complete path at all (they score
+    -inf whatever their emissions, as in torch). Each remaining suspect runs alone,
+    where the engine tells whether its score is NaN. A NaN example gets NaN as its
+    score and as the gradients of its frames and weights (torch's ctc_loss gives NaN
+    on every valid frame), 0 past its length.
+    """
+    size, frames, _ = em.shape
+    lengths = np.full(size, frames) if lengths is None else np.asarray(lengths)
+    valid = np.arange(frames) < lengths[:, None]
+    bad = np.isnan(em) | np.isposinf(em)
+    suspects = (bad.any(axis=2) & valid).any(axis=1)
+    score, grads = _run(np.where(bad, 0, em), gb, lengths, semiring, needs_grad, overrides)
+    for b in np.flatnonzero(suspects & ~np.isneginf(score)).tolist():
+        one = batch([gb.graphs[b]])
+        sub = {}
+        for name, value in overrides.items():
+            width = one.max_arcs if name == "arc_weights" else one.max_states
+            sub[name] = None if value is None else value[b : b + 1, ..., :width]
+        try:
+            s, g = _run(em[b : b + 1], one, lengths[b : b + 1], semiring, needs_grad, sub)
+        except FloatingPointError:
+            score[b] = np.nan
+            if grads is not None:
+                for full in grads:
+                    full[b] = np.nan
+                grads[0][b, lengths[b] :] = 0
+            continue
+        score[b] = s[0]
+        if grads is not None:
+            for full, part in zip(grads, g):
+                full[b] = 0
+                full[(b, ...) + tuple(slice(n) for n in part.shape[1:])] = part[0]
+    return score, grads
+
+
+# ----------------------------------------------------------------------------------
+# lattice::graph_score
+# ----------------------------------------------------------------------------------
+
+
+def _frame_weighted(em, w):
+    """em * w[..., None] with 0 * -inf = 0: a weight of 0 ignores the frame (even its
+    -inf emissions); -inf emissions of weighted frames stay -inf."""
+    impossible = np.isneginf(em)
+    out = np.where(impossible, 0, em) * w[..., None]
+    out[impossible & (w[..., None] > 0)] = -np.inf
+    return out
+
+
+@torch_errors
+def _graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
+                 graph, shared, lengths, semiring, needs_grad, nan):
+    dtype = compute_dtype(emissions.dtype)
+    em = to_numpy(emissions, dtype)
+    gb = _graph_batch(graph, em.shape[0], shared)
+    lengths = None if lengths is None else to_numpy(lengths)
+    w = None
+    if frame_weights is not None:
+        w = to_numpy(frame_weights, dtype)
+        if w.shape != em.shape[:2]:
+            raise ValueError(
+                f"frame_weights must have shape {em.shape[:2]}, got {w.shape}"
+            )
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("frame_weights must be finite and non-negative")
+        em_in = _frame_weighted(em, w)
+    else:
+        em_in = em
+    overrides = {
+        name: None if t is None else to_numpy(t, dtype)
+        for name, t in (("arc_weights", arc_weights), ("start_weights", start_weights),
+                        ("final_weights", final_weights))
+    }  # fmt: skip
+    score, grads = _score(em_in, gb, lengths, semiring, needs_grad, overrides, nan)
+    if grads is None:
+        return torch.from_numpy(score), []
+    g_em, g_arc, g_start, g_final = grads
+    g_w = None
+    if w is not None:
+        # d/d em = posterior * w; d/d w = sum over classes of posterior * em (0 where
+        # em = -inf: such a cell has no posterior, nor gradient to its weight)
+        g_w = np.einsum("btc,btc->bt", g_em, np.where(np.isneginf(em), 0, em))
+        g_em = g_em * w[..., None]
+    inputs = (frame_weights, arc_weights, start_weights, final_weights)
+    return torch.from_numpy(score), [torch.from_numpy(g_em)] + [
+        torch.from_numpy(g) for t, g in zip(inputs, (g_w, g_arc, g_start, g_final))
+        if t is not None
+    ]
+
+
+def _fake_outputs(emissions, differentiable):
+    """What an op returns, as fake tensors: the scores and the gradients of the
+    ``differentiable`` inputs, in the dtype the engine computes in."""
+    dtype = compute_dtype(emissions.dtype)
+    return (emissions.new_empty(emissions.shape[0], dtype=dtype),
+            [emissions.new_empty(t.shape, dtype=dtype) for t in differentiable])
+
+
+def _fake_graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
+                      graph, shared, lengths, semiring, needs_grad, nan):
+    inputs = (emissions, frame_weights, arc_weights, start_weights, final_weights)
+    return _fake_outputs(emissions, [t for t in inputs if t is not None and needs_grad])
+
+
+# ----------------------------------------------------------------------------------
+# lattice::ctc_score and lattice::sequence_score
+# ----------------------------------------------------------------------------------
+
+
+def _integers(tensor):
+    return to_numpy(tensor).reshape(-1).astype(np.int64)
+
+
+def _sequences(targets, input_lengths, target_lengths, size, frames, classes):
+    """Validate ctc_loss-style targets and lengths; the targets as B int64 arrays."""
+    input_lengths, target_lengths = _integers(input_lengths), _integers(target_lengths)
+    for name, arr in (("input_lengths", input_lengths), ("target_lengths", target_lengths)):
+        if arr.shape != (size,):
+            raise ValueError(f"{name} must have {size} entries, got {arr.shape[0]}")
+    if input_lengths.min(initial=0) < 0 or input_lengths.max(initial=0) > frames:
+        raise ValueError(f"input_lengths must lie in [0, {frames}] (log_probs.shape[0])")
+    if target_lengths.min(initial=0) < 0:
+        raise ValueError("target_lengths must be non-negative")
+    tg = to_numpy(targets).astype(np.int64)
+    if tg.ndim == 2 and tg.shape[0] == size:
+        if target_lengths.max(initial=0) > tg.shape[1]:
+            raise ValueError(
+                f"target_lengths exceed the padded target length {tg.shape[1]}"
+            )
+        used = np.arange(tg.shape[1]) < target_lengths[:, None]
+        bad = (used & ((tg < 0) | (tg >= classes))).any(axis=1)
+        seqs = [tg[b, : target_lengths[b]] for b in range(size)]
+    elif tg.ndim == 1:
+        if int(target_lengths.sum()) != tg.shape[0]:
+            raise ValueError(
+                f"concatenated targets hold {tg.shape[0]} ids but target_lengths "
+                f"sum to {int(target_lengths.sum())}"
+            )
+        example = np.repeat(np.arange(size), target_lengths)
+        bad = np.zeros(size, dtype=bool)
+        bad[example[(tg < 0) | (tg >= classes)]] = True
+        seqs = np.split(tg, np.cumsum(target_lengths)[:-1])
+    else:
+        raise ValueError(
+            f"targets must be padded (B, S) with B = {size}, or concatenated (sum of "
+            f"target_lengths,), got shape {tuple(tg.shape)}"
+        )
+    if bad.any():
+        raise ValueError(
+            f"targets of example {int(np.argmax(bad))} hold class ids outside "
+            f"[0, {classes}) (log_probs.shape[2])"
+        )
+    return seqs, input_lengths, target_lengths
+
+
+def _sequence_score(emissions, targets, input_lengths, target_lengths, builder, options,
+                    semiring, needs_grad, nan):
+    dtype = compute_dtype(emissions.dtype)
+    em = to_numpy(emissions, dtype)  # (B, T, C), a view of the (T, B, C) input
+    if em.size == 0:  # as torch: "log_probs tensor must not be empty"
+        size, frames, classes = em.shape
+        raise ValueError(
+            f"log_probs must not be empty, got shape {(frames, size, classes)}"
+        )
+    seqs, input_lengths, target_lengths = _sequences(
+        targets, input_lengths, target_lengths, *em.shape
+    )
+    gb = build_batch(builder, seqs, **options)
+    score, grads = _score(em, gb, input_lengths, semiring, needs_grad, {}, nan)
+    # an empty input explains an empty target with probability 1 (as in torch)
+    score[(input_lengths == 0) & (target_lengths == 0)] = 0
+    return torch.from_numpy(score), [] if grads is None else [torch.from_numpy(grads[0])]
+
+
+@torch_errors
+def _ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan):
+    return _sequence_score(emissions, targets, input_lengths, target_lengths, "ctc",
+                           {"blank": blank}, "log", needs_grad, nan)
+
+
+@torch_errors
+def _options_sequence_score(emissions, targets, input_lengths, target_lengths, builder,
+                            options, semiring, needs_grad, nan):
+    return _sequence_score(emissions, targets, input_lengths, target_lengths, builder,
+                           json.loads(options), semiring, needs_grad, nan)
+
+
+def _fake_ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad,
+                    nan):
+    return _fake_outputs(emissions, [emissions] if needs_grad else [])
+
+
+def _fake_options_sequence_score(emissions, targets, input_lengths, target_lengths,
+                                 builder, options, semiring, needs_grad, nan):
+    return _fake_outputs(emissions, [emissions] if needs_grad else [])
+
+
+# ----------------------------------------------------------------------------------
+# registration
+# ----------------------------------------------------------------------------------
+
+_LIBRARY = torch.library.Library("lattice", "DEF")
+_OPS = {
+    "graph_score": (
+        "(Tensor emissions, Tensor? frame_weights, Tensor? arc_weights, "
+        "Tensor? start_weights, Tensor? final_weights, Tensor graph, bool shared, "
+        "Tensor? lengths, str semiring, bool needs_grad, str nan) -> (Tensor, Tensor[])",
+        _graph_score, _fake_graph_score,
+    ),
+    "ctc_score": (
+        "(Tensor emissions, Tensor targets, Tensor input_lengths, Tensor target_lengths, "
+        "SymInt blank, bool needs_grad, str nan) -> (Tensor, Tensor[])",
+        _ctc_score, _fake_ctc_score,
+    ),
+    "sequence_score": (
+        "(Tensor emissions, Tensor targets, Tensor input_lengths, Tensor target_lengths, "
+        "str builder, str options, str semiring, bool needs_grad, str nan) "
+        "-> (Tensor, Tensor[])",
+        _options_sequence_score, _fake_options_sequence_score,
+    ),
+}  # fmt: skip
+for _name, (_schema, _impl, _fake) in _OPS.items():
+    _LIBRARY.define(_name + _schema)
+    _LIBRARY.impl(_name, _impl, "CPU")
+    torch.library.register_fake(f"lattice::{_name}", _fake, lib=_LIBRARY)
+
+
+# ----------------------------------------------------------------------------------
+# autograd: the saved engine gradients times the incoming gradient
+# ----------------------------------------------------------------------------------
+
+
+class _EngineFunction(torch.autograd.Function):
+    """Runs one op on ``args``, whose first ``differentiable`` entries are the inputs
+    that may have a gradient. The op returns the scores and, if it was asked to, one
+    gradient for each of those inputs that is not None; forward saves them, backward
+    scales them by the incoming gradient.
+
+    (A ``forward(ctx, ...)`` Function: ``torch.library.register_autograd`` or a
+    ``setup_context`` costs 0.05-0.25 ms more per call, 3-15% of a small CTC loss; so
+    ``torch.func`` transforms are refused, by torch.)
+    """
+
+    @staticmethod
+    def forward(ctx, op, differentiable, *args):
+        score, grads = op(*args)
+        ctx.save_for_backward(*grads)
+        ctx.inputs = tuple(
+            (i, t.dtype) for i, t in enumerate(args[:differentiable]) if t is not None
+        )
+        ctx.num_args = len(args)
+        return score
+
+    @staticmethod
+    def backward(ctx, grad_score):
+        if torch.is_grad_enabled():
+            # create_graph=True: the engine's gradients are constants to autograd, so
+            # a second derivative would silently be wrong; refuse it instead
+            raise RuntimeError(
+                "lattice ops do not support double backward (create_graph=True): "
+                "their gradients are computed by the engine, not by torch operations"
+            )
+        grads = ctx.saved_tensors
+        out = [None] * ctx.num_args
+        for k, (i, dtype) in enumerate(ctx.inputs):
+            if not ctx.needs_input_grad[2 + i]:
+                continue
+            if not grads:
+                raise RuntimeError(
+                    "this lattice op computed no gradients: when it ran, no input "
+                    "required grad or grad mode was off"
+                )
+            grad = grads[k]
+            scale = grad_score.reshape((-1,) + (1,) * (grad.dim() - 1))
+            out[i] = (grad * scale).to(dtype)
+        return (None, None, *out)
+
+
+def graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
+                graph, shared, lengths, semiring, needs_grad, nan):
+    """Scores of a graph batch (``graph`` from :func:`pack_graphs`; with ``shared``,
+    its one graph serves every example), differentiable with respect to the
+    emissions, frame weights and arc, start and final weights; the op computes the
+    gradients in the same pass if ``needs_grad``."""
+    return _EngineFunction.apply(
+        torch.ops.lattice.graph_score.default, 5, emissions, frame_weights, arc_weights,
+        start_weights, final_weights, graph, shared, lengths, semiring, needs_grad, nan,
+    )  # fmt: skip
+
+
+def ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan):
+    """CTC log-likelihoods of (B, T, C) emissions, differentiable with respect to
+    them (the op computes the gradient in the same pass if ``needs_grad``)."""
+    return _EngineFunction.apply(
+        torch.ops.lattice.ctc_score.default, 1, emissions, targets, input_lengths,
+        target_lengths, blank, needs_grad, nan,
+    )  # fmt: skip
+
+
+def sequence_score(emissions, targets, input_lengths, target_lengths, builder, options,
+                   semiring, needs_grad, nan):
+    """Scores of the graphs that ``builder`` (with ``options``, a JSON object) makes
+    of the targets, differentiable with respect to the emissions (the op computes
+    the gradient in the same pass if ``needs_grad``)."""
+    return _EngineFunction.apply(
+        torch.ops.lattice.sequence_score.default, 1, emissions, targets, input_lengths,
+        target_lengths, builder, options, semiring, needs_grad, nan,
+    )  # fmt: skip
