@@ -1,7 +1,8 @@
 """torch autograd ops and losses on top of the lattice engine.
 
 The layer is thin: tensors in, zero-copy numpy views to the engine, tensors out.
-Nothing below this module and ``_torch_ops.py`` imports torch. Every op here says what is differentiable:
+Nothing below this module and ``_torch_ops.py`` imports torch. Every op here says
+what is differentiable:
 
 ==========================  ====================================================
 op                          differentiable with respect to
@@ -15,12 +16,12 @@ op                          differentiable with respect to
 :class:`ViterbiLoss`        ``log_probs`` (along the fixed best alignment)
 ==========================  ====================================================
 
-The engine runs inside ``torch.library`` custom ops (namespace ``lattice``, see
+The engine runs inside ``torch.library`` operators (namespace ``lattice``, see
 ``_torch_ops.py``), which compute the gradients in the forward pass; so the losses
 and :func:`lattice_score` work under ``torch.compile`` (also with
-``fullgraph=True``), ``torch.func.grad`` and ``torch.jit.trace``. Double backward is
-not supported: the gradients are computed by the engine, not by differentiable torch
-operations. Bad input raises :class:`LatticeValueError` or :class:`LatticeTypeError`,
+``fullgraph=True``) and ``torch.jit.trace``; torch refuses ``torch.func``
+transforms of them. Double backward is not supported: the gradients are computed by
+the engine, not by differentiable torch operations. Bad input raises :class:`LatticeValueError` or :class:`LatticeTypeError`,
 which are ``ValueError`` / ``TypeError`` and ``RuntimeError`` at once.
 """
 
