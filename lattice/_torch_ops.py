@@ -145,40 +145,14 @@ def _graph_batch(graph, size, shared):
 # ----------------------------------------------------------------------------------
 
 
-def _best_path_indicators(ali, gb, shape, time_dependent, dtype):
-    """Gradients of the best score: 1 on each (frame, class), arc, start and end used."""
-    size, frames, classes = shape
-    g_em = np.zeros(shape, dtype=dtype)
-    g_arc = np.zeros((size, frames, gb.max_arcs) if time_dependent else (size, gb.max_arcs),
-                     dtype=dtype)
-    g_start = np.zeros((size, gb.max_states), dtype=dtype)
-    g_final = np.zeros((size, gb.max_states), dtype=dtype)
-    b_idx, t_idx = np.nonzero(ali.labels >= 0)
-    np.add.at(g_em, (b_idx, t_idx, ali.labels[b_idx, t_idx]), 1)
-    b_idx, t_idx = np.nonzero(ali.arcs >= 0)
-    if time_dependent:
-        np.add.at(g_arc, (b_idx, t_idx, ali.arcs[b_idx, t_idx]), 1)
-    else:
-        np.add.at(g_arc, (b_idx, ali.arcs[b_idx, t_idx]), 1)
-    ok = np.flatnonzero(ali.states[:, 0] >= 0)
-    g_start[ok, ali.states[ok, 0]] = 1
-    lengths = (ali.states >= 0).sum(axis=1)
-    g_final[ok, ali.states[ok, lengths[ok] - 1]] = 1
-    return g_em, g_arc, g_start, g_final
-
-
 def _run(em, gb, lengths, semiring, needs_grad, overrides):
     """(scores, gradients) of one engine call; the gradients (emissions, arcs, starts,
     finals) are None unless ``needs_grad``."""
     if not needs_grad:
         return engine.forward(em, gb, lengths, semiring, **overrides), None
-    if semiring == "log":
-        fb = engine.forward_backward(em, gb, lengths, **overrides)
-        return fb.score, (fb.emission_grad, fb.arc_grad, fb.start_grad, fb.final_grad)
-    ali = engine.viterbi(em, gb, lengths, **overrides)
-    aw = overrides.get("arc_weights")
-    time_dependent = aw is not None and aw.ndim == 3
-    return ali.score, _best_path_indicators(ali, gb, em.shape, time_dependent, em.dtype)
+    # posteriors under "log", the best path's indicators under "max"
+    fb = engine.forward_backward(em, gb, lengths, semiring, **overrides)
+    return fb.score, (fb.emission_grad, fb.arc_grad, fb.start_grad, fb.final_grad)
 
 
 def _score(em, gb, lengths, semiring, needs_grad, overrides, nan):
