@@ -935,6 +935,13 @@ def test_union_rejects_non_units_and_units_pickle():
         with pytest.raises(AttributeError):
             back.skip = 0.0
 
+    # a pickle written before compose became a package names lattice.compose._make
+    data = pickle.dumps(u, protocol=2)
+    assert b"clattice.compose._unit\nmake_unit\n" in data
+    old = pickle.loads(data.replace(b"clattice.compose._unit\nmake_unit\n",
+                                    b"clattice.compose\n_make\n"))
+    assert C.chain([4, 5], old).to_graph() == C.chain([4, 5], u).to_graph()
+
 
 def test_to_graph_arrays_like_the_constructor():
     u = C.chain([3, 1, 1], C.symbol(C.SYMBOL, 2), between=C.optional(C.blank(0)),
