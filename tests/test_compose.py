@@ -7,10 +7,12 @@ building any graph. A compiled graph must score every emission matrix like the
 logsumexp (log semiring) / max (max semiring) over the derivations of its length.
 """
 
+import gc
 import itertools
 import math
 import pathlib
 import re
+import weakref
 
 import numpy as np
 import pytest
@@ -544,6 +546,75 @@ def test_chain_large_target_is_vectorised_and_correct():
     assert fast.to_graph() == slow.to_graph()
 
 
+def test_chain_of_a_unit_born_at_a_dead_units_address_is_built_from_it():
+    """chain caches the tiling of a template unit. A template made where a dropped one
+    lived (the same ``id()``, which CPython reuses) gets a tiling of its own: the
+    dropped unit is freed with its cache, and nothing is keyed by ``id()``."""
+    between = C.optional(C.blank(0))
+    base = C.Unit([C.SYMBOL, 9], src=[0, 1], dst=[1, 1], entry=[0.0, NEG],
+                  exit=[NEG, 0.0])
+    old = C.symbol(C.SYMBOL, states=3)
+    C.chain([1, 2], old, between=between)
+    dead = id(old)
+    del old
+    gc.collect()
+    # new units (sharing base's arrays: small) are kept, so that each takes a free
+    # block of memory until one takes old's; the list is allocated first, so that
+    # its growth takes none
+    alive = [None] * 100_000
+    for i in range(len(alive)):
+        new = C.optional(base, -0.5)
+        if id(new) == dead:
+            break
+        alive[i] = new
+    else:
+        pytest.fail("the dropped template was never freed: its id() was not reused")
+    fast = C.chain([1, 2], new, between=between)
+    slow = C.chain([1, 2], lambda c: substitute(new, c), between=between)
+    assert fast.to_graph() == slow.to_graph()
+    assert fast.to_graph().labels.tolist() == [1, 9, 0, 2, 9]
+
+
+def test_chain_keeps_no_unit_alive():
+    """The cache does not grow with the number of units chained: once dropped, every
+    template and separator is freed."""
+    refs = []
+    for i in range(100):
+        template = C.symbol(C.SYMBOL, states=1 + i % 3)
+        between = C.optional(C.blank(i))
+        C.chain([1, 2, 2], template, between=between, separate_repeats=True)
+        refs += [weakref.ref(template.labels), weakref.ref(between.labels)]
+    del template, between
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) == 0
+
+
+def test_chain_tiling_cache_is_the_templates_keyed_by_separator_value():
+    from lattice.compose import _chain, _unit
+
+    template = C.symbol(C.SYMBOL, states=2)
+    # separators made afresh, equal in value: one block, the same graph
+    graphs = [C.chain([1, 1], template, between=C.optional(C.blank(0)),
+                      separate_repeats=True).to_graph() for _ in range(3)]
+    assert graphs[0] == graphs[1] == graphs[2]
+    cache = _unit.tiling_cache(template)
+    assert len(cache) == 1
+    # separators that differ in one label, in one weight, in the sign bit of a skip
+    # weight, or in being optional each get their own block
+    signed = C.Unit([0], [0], [0], entry=0.0, exit=0.0, skip=-0.0, tokens=-1)
+    for between in (C.optional(C.blank(3)), C.optional(C.blank(0), -1.0), signed,
+                    C.blank(0)):
+        got = C.chain([1, 1], template, between=between)
+        want = C.chain([1, 1], lambda c: substitute(template, c), between=between)
+        assert got.to_graph() == want.to_graph() and got.skip == want.skip
+    assert len(cache) == 5
+    # no other unit shares the cache, and it stays bounded
+    assert _unit.tiling_cache(C.symbol(C.SYMBOL, states=2)) == {}
+    for i in range(3 * _chain._MAX_BLOCKS):
+        C.chain([1, 2], template, between=C.optional(C.blank(i)))
+        assert len(cache) <= _chain._MAX_BLOCKS
+
+
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
@@ -763,6 +834,9 @@ def test_unit_is_immutable():
     u = C.symbol(1)
     with pytest.raises(AttributeError):
         u.skip = 0.0
+    for name in ("_blocks", "_key", "_single", "_template", "cache"):  # derived too
+        with pytest.raises(AttributeError):
+            setattr(u, name, {})
     with pytest.raises(AttributeError):
         del u.labels
     with pytest.raises(ValueError):

@@ -3,7 +3,9 @@
 A template unit (its labels use :data:`~lattice.compose.SYMBOL`) and the separator
 between its copies make one *period* of the chain, a :class:`_Block` of arrays; the
 chain repeats the period once per target symbol, fills in the symbols and hands the
-parts to ``link``.
+parts to ``link``. The blocks of a template are kept in the template's own cache
+(``tiling_cache``), keyed by the separator's contents (``content_key``), so they die
+with it.
 
 Private: import :func:`chain` from :mod:`lattice.compose`.
 """
@@ -18,7 +20,8 @@ import numpy as np
 from .._checks import check_size, target_ids
 from ._link import Flat, check_parts, flat_join, flat_of, link
 from ._ops import symbol
-from ._unit import PLACEHOLDER, SYMBOL, Unit, check_unit, empty_unit, is_single
+from ._unit import (PLACEHOLDER, SYMBOL, Unit, check_unit, content_key, empty_unit,
+                    is_single, tiling_cache)
 
 _NEG_INF = -math.inf
 
@@ -169,11 +172,13 @@ def _chain_units(target, units, between, leading, trailing, separate_repeats):
 
 
 class _Block:
-    """The arrays of one period of a chain: the symbol's template, then ``between``."""
+    """The arrays of one period of a chain: the symbol's template, then ``between``.
+
+    It refers to neither unit: the template's cache holds it, and nothing else.
+    """
 
     def __init__(self, unit, between):
         blk = [unit] if between is None else [unit, between]
-        self.unit, self.between = unit, between
         self.S_u = unit.num_states
         self.P = sum(u.num_states for u in blk)
         self.A = sum(u.num_arcs for u in blk)
@@ -193,16 +198,25 @@ class _Block:
         self.single = all(is_single(u) for u in blk)
 
 
-_BLOCKS = {}  # (id(unit), id(between)) -> _Block; units are immutable
+_MAX_BLOCKS = 8  # blocks a template keeps: one per separator it is chained with
 
 
 def _block(unit, between):
-    key = (id(unit), id(between))
-    blk = _BLOCKS.get(key)
-    if blk is None or blk.unit is not unit or blk.between is not between:
-        if len(_BLOCKS) >= 64:
-            _BLOCKS.clear()
-        blk = _BLOCKS[key] = _Block(unit, between)
+    """The block of ``unit`` then ``between``, from the cache of ``unit``.
+
+    The cache belongs to the template and dies with it (units are immutable, so a
+    block stays valid). It is keyed by the contents of ``between``, not by the
+    object: a separator made afresh for every call (as the ``star`` builder does)
+    finds the block of an equal one, and the cache keeps no separator alive. It
+    holds at most ``_MAX_BLOCKS`` blocks and starts afresh when full.
+    """
+    cache = tiling_cache(unit)
+    key = None if between is None else content_key(between)
+    blk = cache.get(key)
+    if blk is None:
+        if len(cache) >= _MAX_BLOCKS:
+            cache.clear()
+        blk = cache[key] = _Block(unit, between)
     return blk
 
 

@@ -115,7 +115,7 @@ class Unit:
     """
 
     __slots__ = ("labels", "tokens", "src", "dst", "weight", "entry", "exit", "skip",
-                 "num_tokens", "_template", "_single")
+                 "num_tokens", "_template", "_single", "_key", "_blocks")
 
     def __init__(self, labels, src=(), dst=(), weight=None, *, entry, exit,
                  skip=_NEG_INF, tokens=0):
@@ -272,6 +272,8 @@ def _init(unit, labels, tokens, src, dst, weight, entry, exit, skip, num_tokens=
     object.__setattr__(unit, "num_tokens", max(num_tokens, 0))
     object.__setattr__(unit, "_template", None)
     object.__setattr__(unit, "_single", None)
+    object.__setattr__(unit, "_key", None)
+    object.__setattr__(unit, "_blocks", None)
     return unit
 
 
@@ -296,3 +298,36 @@ def empty_unit():
     i, f = np.zeros(0, np.int64), np.zeros(0)
     return make_unit(i, i.copy(), i.copy(), i.copy(), f, f.copy(), f.copy(), 0.0)
 
+
+def content_key(unit):
+    """A hashable key, equal for two units exactly when their sizes, their numbers of
+    target positions and the dtypes and bits of all their arrays and weights are
+    (cached).
+
+    Units of equal keys give the same bits wherever :mod:`lattice.compose` uses them.
+    """
+    key = unit._key
+    if key is None:
+        arrays = (unit.labels, unit.tokens, unit.src, unit.dst, unit.weight,
+                  unit.entry, unit.exit)
+        key = (unit.num_states, unit.num_arcs, unit.num_tokens,
+               "".join(a.dtype.str for a in arrays),
+               b"".join([np.float64(unit.skip).tobytes()]
+                        + [a.tobytes() for a in arrays]))
+        object.__setattr__(unit, "_key", key)
+    return key
+
+
+def tiling_cache(unit):
+    """The dict in which :func:`lattice.compose.chain` keeps the tiling blocks of
+    ``unit`` as a template (made on first use).
+
+    It belongs to the unit and dies with it. A unit is immutable (its attributes
+    cannot be set or deleted, its arrays are flagged read-only), so what is derived
+    from it stays valid.
+    """
+    cache = unit._blocks
+    if cache is None:
+        cache = {}
+        object.__setattr__(unit, "_blocks", cache)
+    return cache
