@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._checks import INT32_MAX, check_integer_dtype, first_outside
+from .checks import INT32_MAX, check_integer_dtype, first_outside
 from ._frozen import freeze
 from ._layout import BAND_WIDTHS, MAX_BAND
 from .graph import Graph
@@ -251,7 +251,7 @@ class GraphBatch:
                       "contains +inf (log-weights may be -inf, never +inf)")
             weights[name] = arr
 
-        return cls._from_valid(
+        return cls.from_valid(
             num_states, num_arcs,
             labels=np.where(state_mask, labels, 0).astype(np.int32),
             tokens=np.where(state_mask, tokens, -1).astype(np.int32),
@@ -263,12 +263,31 @@ class GraphBatch:
         )  # fmt: skip
 
     @classmethod
-    def _from_valid(cls, num_states, num_arcs, band=None, **padded):
+    def from_valid(cls, num_states, num_arcs, band=None, **padded):
         """A batch from padded arrays already valid, typed (int32 indexes, float64
         weights) and padded as documented; for builders whose arrays are valid by
         construction (their tests compare them with graph-by-graph building).
-        ``band``, if given, is ``(D, band_slot, band_arc)`` as :meth:`_band_layout`
-        returns it, for builders that know their graphs are banded."""
+        ``band``, if given, is ``(D, band_slot, band_arc)`` as the class documents
+        ``band``, ``band_slot`` and ``band_arc``, for builders that know their graphs
+        are banded.
+
+        This is the builder-facing constructor (the ``ctc`` builder's
+        ``build_batch`` uses it): nothing is checked, and the kernels index memory
+        with these arrays, so use it only for arrays your code made valid, with
+        tests that compare the result to :meth:`from_padded`.
+
+        Examples
+        --------
+        >>> import numpy as np, lattice
+        >>> z = np.zeros((1, 1))
+        >>> gb = lattice.GraphBatch.from_valid(
+        ...     np.array([1], np.int32), np.array([1], np.int32),
+        ...     labels=np.array([[2]], np.int32), tokens=np.array([[0]], np.int32),
+        ...     start=z, final=z, src=np.array([[0]], np.int32),
+        ...     dst=np.array([[0]], np.int32), weight=z)
+        >>> gb.labels.tolist(), gb.band
+        ([[2]], 2)
+        """
         self = object.__new__(cls)
         self._set(_graphs=None)
         self._index(np.asarray(num_states, dtype=np.int32),

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import int_value, is_int, real_value
-from ._checks import lengths as check_lengths
+from .checks import int_value, is_int, real_value
+from .checks import lengths as check_lengths
 
 __all__ = [
     "Hypothesis",

@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import INT32_MAX
-from ._checks import lengths as check_lengths
-from ._checks import log_weights as check_log_weights
+from .checks import INT32_MAX
+from .checks import lengths as check_lengths
+from .checks import log_weights as check_log_weights
 from .backends import Problem, backend_for, get_backend
 from .batch import batch
 from .graph import Graph

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ._checks import (INT32_MAX, check_length, index_array, int_value, is_int, is_real,
+from .checks import (INT32_MAX, check_length, index_array, int_value, is_int, is_real,
                       weight_array)
 from ._frozen import freeze
 
@@ -115,7 +115,7 @@ class Graph:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def _trusted(cls, labels, src, dst, weight, start, final, tokens):
+    def from_valid(cls, labels, src, dst, weight, start, final, tokens):
         """A graph from arrays that are valid by construction (``lattice.compose``).
 
         The caller guarantees shapes, labels in ``[0, INT32_MAX]`` and at most
@@ -124,6 +124,19 @@ class Graph:
         float64 weights without NaN; only what composition cannot rule out is
         checked (weights that overflowed to ``+inf``). Arrays are converted to the
         constructor's dtypes and frozen.
+
+        This is the builder-facing constructor: use it only for arrays your code
+        made valid (and test against :class:`Graph`), because the kernels index
+        memory with them; anything else goes through ``Graph(...)``.
+
+        Examples
+        --------
+        >>> import numpy as np, lattice
+        >>> g = lattice.Graph.from_valid(
+        ...     np.array([1]), np.array([0]), np.array([0]), np.zeros(1), np.zeros(1),
+        ...     np.zeros(1), np.array([0]))
+        >>> g == lattice.Graph([1], [0], [0], None, [0.0], [0.0])
+        True
         """
         graph = object.__new__(cls)
         for name, value in (("labels", labels), ("src", src), ("dst", dst),

@@ -6,7 +6,7 @@ import numpy as np
 
 import lattice
 from lattice import compose as C
-from lattice._checks import INT32_MAX, beyond_size, check_size, int_value, target_ids
+from lattice.checks import INT32_MAX, beyond_size, check_size, int_value, target_ids
 
 from . import _ctc_fill
 
@@ -189,7 +189,7 @@ def ctc_batch(targets, blank=0, between="optional"):
                    band_slot, band_arc)  # fmt: skip
     # valid and padded as GraphBatch documents by construction (the tests compare
     # every array with graph-by-graph building), so no second validation pass
-    return lattice.GraphBatch._from_valid(
+    return lattice.GraphBatch.from_valid(
         num_states, num_arcs, (band, band_slot, band_arc) if size else None,
         labels=labels, tokens=tokens, start=start, final=final, src=src, dst=dst,
         weight=np.zeros((size, a_max)),

@@ -3,7 +3,7 @@
 import functools
 
 from lattice import compose as C
-from lattice._checks import check_size, int_value, log_weight, symbol_size, target_ids
+from lattice.checks import check_size, int_value, log_weight, symbol_size, target_ids
 
 
 @functools.lru_cache(maxsize=64)

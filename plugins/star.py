@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from lattice import compose as C
-from lattice._checks import int_value, is_real, target_ids
+from lattice.checks import int_value, is_real, target_ids
 
 _GAPS = ("everywhere", "edges")
 

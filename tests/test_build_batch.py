@@ -247,7 +247,7 @@ def test_ctc_build_batch_sizes_at_and_beyond_the_limit(monkeypatch, limit, targe
     """count_arcs counts into int32, so the size is checked before it runs."""
     if as_int64:
         targets = [np.array(t, dtype=np.int64) for t in targets]
-    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", limit)
+    monkeypatch.setattr(lattice.checks, "SIZE_LIMIT", limit)
     if bad is None:
         gb = lattice.build_batch("ctc", targets)
         assert int(gb.num_arcs.max()) <= limit and int(gb.num_states.max()) <= limit

@@ -492,8 +492,8 @@ def test_graph_sizes_at_and_just_beyond_the_limit(monkeypatch, name, target, opt
     lowered limit: the real one needs 2**31 states)."""
     g = lattice.build(name, target, **options)
     n = max(g.num_states, g.num_arcs)
-    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", n)
+    monkeypatch.setattr(lattice.checks, "SIZE_LIMIT", n)
     assert lattice.build(name, target, **options) == g
-    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", n - 1)
+    monkeypatch.setattr(lattice.checks, "SIZE_LIMIT", n - 1)
     with pytest.raises(ValueError, match=rf" {n} (states|arcs);.* at most {n - 1}"):
         lattice.build(name, target, **options)

@@ -767,9 +767,9 @@ def test_sizes_at_and_just_beyond_the_limit(monkeypatch, what, make):
     """The counts computed before building are exact: a graph of exactly the limit is
     built, one state or arc more is refused (checked with a lowered limit)."""
     n = _sizes(make())
-    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", n)
+    monkeypatch.setattr(lattice.checks, "SIZE_LIMIT", n)
     assert _sizes(make()) == n
-    monkeypatch.setattr(lattice._checks, "SIZE_LIMIT", n - 1)
+    monkeypatch.setattr(lattice.checks, "SIZE_LIMIT", n - 1)
     with pytest.raises(ValueError, match=rf"^{what}.* {n} (states|arcs).* at most {n - 1}"):
         make()
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._checks import check_size, target_ids
+from ..checks import check_size, target_ids
 from ._link import Flat, check_parts, flat_join, flat_of, link
 from ._ops import symbol
 from ._unit import (PLACEHOLDER, SYMBOL, Unit, check_unit, content_key, empty_unit,

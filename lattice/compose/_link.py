@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .._checks import beyond_size, check_size
+from ..checks import beyond_size, check_size
 from ._unit import empty_unit, is_single, make_unit
 
 _NEG_INF = -math.inf

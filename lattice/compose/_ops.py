@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .._checks import check_size, int_value, log_weight, symbol_size
+from ..checks import check_size, int_value, log_weight, symbol_size
 from ._link import check_parts, flat_join, flat_of, link
 from ._unit import SYMBOL, Unit, check_label, check_unit, empty_unit, make_unit
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .._checks import index_array, int_value, is_int, log_weight, weight_array
+from ..checks import index_array, int_value, is_int, log_weight, weight_array
 from ..graph import Graph
 
 _NEG_INF = -math.inf
@@ -256,7 +256,7 @@ class Unit:
             order = np.lexsort((dst, src))
             src, dst, weight = src[order], dst[order], weight[order]
         # the unit's arrays are valid by construction: skip the constructor's checks
-        return Graph._trusted(self.labels, src, dst, weight, self.entry, self.exit,
+        return Graph.from_valid(self.labels, src, dst, weight, self.entry, self.exit,
                               self.tokens)
 
 

@@ -64,7 +64,7 @@ def is_int(value) -> bool:
     Examples
     --------
     >>> import numpy as np
-    >>> from lattice._checks import is_int
+    >>> from lattice.checks import is_int
     >>> is_int(3), is_int(np.uint64(2**64 - 1)), is_int(True), is_int(np.timedelta64(3))
     (True, True, False, False)
     """
@@ -79,7 +79,7 @@ def is_real(value) -> bool:
     Examples
     --------
     >>> import numpy as np
-    >>> from lattice._checks import is_real
+    >>> from lattice.checks import is_real
     >>> is_real(-0.5), is_real(np.float32(1)), is_real(False)
     (True, True, False)
     >>> is_real(np.timedelta64(1))
@@ -113,7 +113,7 @@ def int_value(name, value, minimum=None, *, int32=True) -> int:
     Examples
     --------
     >>> import numpy as np
-    >>> from lattice._checks import int_value
+    >>> from lattice.checks import int_value
     >>> int_value("blank", np.uint8(3), 0)
     3
     >>> int_value("blank", np.uint64(2**64 - 1), 0)
@@ -136,7 +136,7 @@ def log_weight(name, value) -> float:
 
     Examples
     --------
-    >>> from lattice._checks import log_weight
+    >>> from lattice.checks import log_weight
     >>> log_weight("stay", -1)
     -1.0
     >>> log_weight("stay", float("inf"))
@@ -164,7 +164,7 @@ def check_integer_dtype(name, arr, what="integers"):
     Examples
     --------
     >>> import numpy as np
-    >>> from lattice._checks import check_integer_dtype
+    >>> from lattice.checks import check_integer_dtype
     >>> check_integer_dtype("labels", np.arange(3, dtype=np.uint16))
     >>> check_integer_dtype("labels", np.arange(3).astype("m8[s]"))
     Traceback (most recent call last):
@@ -186,7 +186,7 @@ def first_outside(arr, minimum, maximum=INT32_MAX):
     Examples
     --------
     >>> import numpy as np
-    >>> from lattice._checks import first_outside
+    >>> from lattice.checks import first_outside
     >>> first_outside(np.array([3, 2**64 - 1, 2**63], dtype=np.uint64), 0)
     (1, 18446744073709551615)
     >>> first_outside(np.array([3, 4]), 0) is None
@@ -206,7 +206,7 @@ def check_range(name, arr, minimum, maximum=INT32_MAX, what="value"):
     Examples
     --------
     >>> import numpy as np
-    >>> from lattice._checks import check_range
+    >>> from lattice.checks import check_range
     >>> labels = np.array([0, 2**64 - 1], dtype=np.uint64)
     >>> check_range("labels", labels, 0, what="label")
     Traceback (most recent call last):
@@ -258,7 +258,7 @@ def index_array(name, values, length=None, minimum=-INT32_MAX, what="value"):
 
     Examples
     --------
-    >>> from lattice._checks import index_array
+    >>> from lattice.checks import index_array
     >>> index_array("src", [0, 2, 1]).tolist()
     [0, 2, 1]
     >>> index_array("labels", [1, -1], minimum=0, what="label")
@@ -284,7 +284,7 @@ def weight_array(name, values, length):
 
     Examples
     --------
-    >>> from lattice._checks import weight_array
+    >>> from lattice.checks import weight_array
     >>> weight_array("start", 0.0, 3).tolist()
     [0.0, 0.0, 0.0]
     >>> weight_array("start", [0.0, float("inf")], 2)
@@ -333,7 +333,7 @@ def target_ids(target, name="target"):
     Examples
     --------
     >>> import numpy as np
-    >>> from lattice._checks import target_ids
+    >>> from lattice.checks import target_ids
     >>> target_ids(np.array([3, 1], dtype=np.uint8)).tolist()
     [3, 1]
     >>> target_ids(np.array([1, 2**64 - 1], dtype=np.uint64))
@@ -358,7 +358,7 @@ def beyond_size(count) -> bool:
 
     Examples
     --------
-    >>> from lattice._checks import beyond_size
+    >>> from lattice.checks import beyond_size
     >>> beyond_size(2**31 - 1), beyond_size(2**31)
     (False, True)
     """
@@ -371,7 +371,7 @@ def check_length(name, length):
 
     Examples
     --------
-    >>> from lattice._checks import check_length
+    >>> from lattice.checks import check_length
     >>> check_length("labels", 2**31)
     Traceback (most recent call last):
     ...
@@ -402,7 +402,7 @@ def check_size(what, states, arcs):
 
     Examples
     --------
-    >>> from lattice._checks import check_size
+    >>> from lattice.checks import check_size
     >>> check_size("repeat(max_count=3)", 3, 5)
     >>> check_size("repeat(max_count=2147483648)", 2**31, 2**32 - 1)
     Traceback (most recent call last):
@@ -432,7 +432,7 @@ def symbol_size(states=1, min_frames=1, max_frames=None, copies=1):
 
     Examples
     --------
-    >>> from lattice._checks import symbol_size
+    >>> from lattice.checks import symbol_size
     >>> from lattice import compose as C
     >>> u = C.symbol(1, 3, min_frames=5)
     >>> symbol_size(3, 5), (u.num_states, u.num_arcs)
@@ -459,7 +459,7 @@ def real_value(name, value, minimum=None) -> float:
 
     Examples
     --------
-    >>> from lattice._checks import real_value
+    >>> from lattice.checks import real_value
     >>> real_value("length_norm", 1)
     1.0
     >>> real_value("length_norm", float("nan"))
@@ -484,7 +484,7 @@ def lengths(name, values, size, frames) -> np.ndarray:
 
     Examples
     --------
-    >>> from lattice._checks import lengths
+    >>> from lattice.checks import lengths
     >>> lengths("lengths", [3, 5], 2, 5).tolist()
     [3, 5]
     >>> lengths("lengths", [3, 6], 2, 5)
@@ -518,7 +518,7 @@ def log_weights(name, values, shape, dtype) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from lattice._checks import log_weights
+    >>> from lattice.checks import log_weights
     >>> log_weights("arc_weights", [[0, -np.inf]], (1, 2), np.float32).dtype
     dtype('float32')
     >>> log_weights("arc_weights", [[0, np.inf]], (1, 2), np.float64)
