@@ -72,7 +72,7 @@ def test_no_graph_array_can_be_made_writeable():
                 array.setflags(write=True)
 
 
-def test_flipping_the_flag_cannot_crash_the_process():
+def test_flipping_the_flag_cannot_crash_the_process(tmp_path):
     """The attack of the issue, in a child process: it must raise, not segfault."""
     script = textwrap.dedent(
         """
@@ -87,8 +87,9 @@ def test_flipping_the_flag_cannot_crash_the_process():
         print(float(lattice.forward(np.zeros((1, 4, 3)), gb)[0]))
         """
     )
+    # run outside the repository, or `python -c` would import the source folder
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert np.isfinite(float(done.stdout))
 

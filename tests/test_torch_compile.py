@@ -330,7 +330,10 @@ _INDUCTOR_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_default_backend_in_a_fresh_process_prints_nothing(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", TORCHINDUCTOR_CACHE_DIR=str(tmp_path))
+    # cwd outside the repository: `python -c` puts the working directory first on
+    # sys.path, where the source folder (without the built extension) would shadow
+    # the installed package
     run = subprocess.run([sys.executable, "-c", _INDUCTOR_SCRIPT], capture_output=True,
-                         text=True, env=env, timeout=600)
+                         text=True, env=env, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout == "" and run.stderr == ""
