@@ -310,10 +310,10 @@ class GraphBatch:
                   num_arcs=freeze(num_arcs), _csr=None,
                   **{name: freeze(value) for name, value in padded.items()})
         if band is None:
-            band = self._band_layout()
-        if band is not None and not _band_fits(band[0], s_max):
-            # the banded kernels index the band table (d * S + s) with C ints: a
-            # batch this large runs on the general kernels instead
+            band = self._band_layout()  # checks _band_fits before allocating
+        elif not _band_fits(band[0], s_max):
+            # a builder's band layout the banded kernels cannot index with C ints
+            # (d * S + s): a batch this large runs on the general kernels instead
             band = None
         if band is not None:
             self._set(band=band[0], band_slot=freeze(band[1]), band_arc=freeze(band[2]))

@@ -123,35 +123,35 @@ def _raise_if_nan(scores, p):
     if not bad.size:
         return
     gb, emissions = p.batch, p.emissions
-    for b in bad[:1].tolist():  # describe the first bad example, list the others
-        columns = np.unique(gb.labels[b, : gb.num_states[b]])
-        used = emissions[b, : p.lengths[b]][:, columns]
-        nan, posinf = np.isnan(used), np.isposinf(used)
-        examples = bad[:10].tolist()
-        if nan.any() or posinf.any():
-            t, k = np.argwhere(nan | posinf)[0]
-            value = "NaN" if nan[t, k] else "+inf"
-            column = int(columns[k])
-            raise FloatingPointError(
-                f"the score of example(s) {examples} is NaN or +inf: emissions contain "
-                f"NaN or +inf at frames and classes these graphs use (example {b} "
-                f"holds {value} at frame {int(t)}, class {column})"
-            )
-        info = np.finfo(emissions.dtype)
-        finite = used[np.isfinite(used)]
-        largest = float(np.abs(finite).max(initial=0.0))
-        weights = float(max(
-            np.abs(w[b][np.isfinite(w[b])]).max(initial=0.0)
-            for w in (p.weight, p.start, p.final)
-        ))  # fmt: skip
+    examples = bad[:10].tolist()
+    b = examples[0]  # describe the first bad example, list the others
+    columns = np.unique(gb.labels[b, : gb.num_states[b]])
+    used = emissions[b, : p.lengths[b]][:, columns]
+    nan, posinf = np.isnan(used), np.isposinf(used)
+    if nan.any() or posinf.any():
+        t, k = np.argwhere(nan | posinf)[0]
+        value = "NaN" if nan[t, k] else "+inf"
+        column = int(columns[k])
         raise FloatingPointError(
-            f"the score of example(s) {examples} overflowed {emissions.dtype.name}: "
-            f"the inputs are finite, but a sum of them exceeds the largest "
-            f"{emissions.dtype.name} ({float(info.max):.3g}); example {b} has "
-            f"emissions up to {largest:.3g} and log-weights up to {weights:.3g} in "
-            "magnitude. Rescale the scores"
-            + (" or compute in float64" if emissions.dtype == np.float32 else "")
+            f"the score of example(s) {examples} is NaN or +inf: emissions contain "
+            f"NaN or +inf at frames and classes these graphs use (example {b} "
+            f"holds {value} at frame {int(t)}, class {column})"
         )
+    info = np.finfo(emissions.dtype)
+    finite = used[np.isfinite(used)]
+    largest = float(np.abs(finite).max(initial=0.0))
+    weights = float(max(
+        np.abs(w[b][np.isfinite(w[b])]).max(initial=0.0)
+        for w in (p.weight, p.start, p.final)
+    ))  # fmt: skip
+    raise FloatingPointError(
+        f"the score of example(s) {examples} overflowed {emissions.dtype.name}: "
+        f"the inputs are finite, but a sum of them exceeds the largest "
+        f"{emissions.dtype.name} ({float(info.max):.3g}); example {b} has "
+        f"emissions up to {largest:.3g} and log-weights up to {weights:.3g} in "
+        "magnitude. Rescale the scores"
+        + (" or compute in float64" if emissions.dtype == np.float32 else "")
+    )
 
 
 def forward(

@@ -78,10 +78,30 @@ WORKSPACES = {
 }
 
 
+def _oversized(rows):
+    """The size of the first int-indexed row of a WORKSPACES entry that int32 cannot
+    index, or None (rows marked "table" are int64-indexed)."""
+    for kind, size, *table_indexed in rows.values():
+        if not table_indexed and size > INT32_MAX:
+            return size
+    return None
+
+
 def _fits_int32(kernel, S, A, K):
     """Whether every int-indexed workspace row of ``kernel`` fits int32."""
-    rows = WORKSPACES[kernel](S, A, K, lambda pad: 0)
-    return all(row[1] <= INT32_MAX for row in rows.values() if row[2:] != ("table",))
+    return _oversized(WORKSPACES[kernel](S, A, K, lambda pad: 0)) is None
+
+
+def _every_frame(array, frames, writeable=True):
+    """A (B, max(frames, 1), A) view of a (B, A) array with a zero time stride: the
+    general kernels index arc weights and their gradients as [b, t, a], and
+    time-independent ones read (or add to) row b on every frame."""
+    return as_strided(
+        array,
+        shape=(array.shape[0], max(frames, 1), array.shape[1]),
+        strides=(array.strides[0], 0, array.strides[1]),
+        writeable=writeable,
+    )
 
 
 class _Run:
@@ -114,18 +134,16 @@ class _Run:
         dtypes = {"float": p.emissions.dtype, "int32": np.int32, "uint8": np.uint8,
                   "bp": bp_dtype}  # fmt: skip
         rows = WORKSPACES[kernel](gb.max_states, gb.max_arcs, cap, table)
-        out = {}
-        for name, (kind, size, *table_indexed) in rows.items():
-            size = max(int(size), 1)
-            if not table_indexed and size > INT32_MAX:
-                raise ValueError(
-                    f"these graphs are too large for the kernels: the largest has "
-                    f"{gb.max_states} states and {gb.max_arcs} arcs, and a workspace "
-                    f"of {size} values would have to be indexed with int32 (at most "
-                    f"{INT32_MAX}); split the graphs"
-                )
-            out[name] = np.empty((self.num_threads, size), dtype=dtypes[kind])
-        return out
+        size = _oversized(rows)
+        if size is not None:
+            raise ValueError(
+                f"these graphs are too large for the kernels: the largest has "
+                f"{gb.max_states} states and {gb.max_arcs} arcs, and a workspace "
+                f"of {size} values would have to be indexed with int32 (at most "
+                f"{INT32_MAX}); split the graphs"
+            )
+        return {name: np.empty((self.num_threads, max(int(size), 1)), dtype=dtypes[kind])
+                for name, (kind, size, *_) in rows.items()}
 
 
 class CPUBackend(Backend):
@@ -265,18 +283,10 @@ class CPUBackend(Backend):
 
     @staticmethod
     def _weight_view(problem):
-        """The arc weights as the general kernels index them, weight[b, t, a]: a zero
-        time stride reads row b on every frame when they are time-independent."""
-        weight = problem.weight
+        """The arc weights as the general kernels index them, weight[b, t, a]."""
         if problem.time_dependent:
-            return weight
-        size, frames = problem.emissions.shape[:2]
-        return as_strided(
-            weight,
-            shape=(size, max(frames, 1), weight.shape[1]),
-            strides=(weight.strides[0], 0, weight.strides[1]),
-            writeable=False,
-        )
+            return problem.weight
+        return _every_frame(problem.weight, problem.emissions.shape[1], writeable=False)
 
     # -- the interface ---------------------------------------------------------------
 
@@ -323,11 +333,7 @@ class CPUBackend(Backend):
             arc_grad = grad_weight = np.zeros((size, frames, gb.max_arcs), dtype=dtype)
         else:
             arc_grad = np.zeros((size, gb.max_arcs), dtype=dtype)
-            grad_weight = as_strided(
-                arc_grad,
-                shape=(size, max(frames, 1), gb.max_arcs),
-                strides=(arc_grad.strides[0], 0, arc_grad.strides[1]),
-            )
+            grad_weight = _every_frame(arc_grad, frames)
         if size:
             run = _Run(p, self._settings["serial_work"])
             band_weight = self._band_weight(p)
