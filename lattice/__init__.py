@@ -3,7 +3,9 @@
 The pieces, in the order data flows through them: a builder (``lattice.build``) or
 ``GraphBuilder`` makes a :class:`Graph` per example; :func:`batch` pads many graphs
 into a :class:`GraphBatch`; :func:`forward`, :func:`forward_backward` and
-:func:`viterbi` run the compiled kernels on emissions of shape (B, T, C).
+:func:`viterbi` run the compiled kernels on emissions of shape (B, T, C);
+:func:`sample`, :func:`kbest`, :func:`entropy` and :func:`token_posteriors` describe
+the rest of the distribution over paths.
 """
 
 try:
@@ -25,6 +27,16 @@ from ._threads import (
     set_num_threads,
 )
 from .batch import GraphBatch, batch
+from .distribution import (
+    EntropyGradients,
+    KBest,
+    Samples,
+    TokenPosteriors,
+    entropy,
+    kbest,
+    sample,
+    token_posteriors,
+)
 from .engine import Alignment, ForwardBackward, forward, forward_backward, viterbi
 from .graph import Graph, GraphBuilder
 from .registry import UnknownGraphError, available_graphs, build, build_batch, register
@@ -34,11 +46,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Alignment",
+    "EntropyGradients",
     "ForwardBackward",
     "Graph",
     "GraphBatch",
     "GraphBuilder",
+    "KBest",
     "SEMIRINGS",
+    "Samples",
+    "TokenPosteriors",
     "UnknownGraphError",
     "available_graphs",
     "backends",
@@ -47,15 +63,19 @@ __all__ = [
     "build_batch",
     "compose",
     "decode",
+    "entropy",
     "forward",
     "forward_backward",
     "get_num_threads",
+    "kbest",
     "max_threads",
     "num_threads",
     "openmp_enabled",
     "register",
     "registry",
+    "sample",
     "set_num_threads",
+    "token_posteriors",
     "viterbi",
     "weights",
 ]

@@ -1,7 +1,7 @@
 """The engine's front end: forward, forward_backward and viterbi.
 
 Each function validates its inputs once into a :class:`~lattice.backends.Problem`
-and hands it to the backend that owns the emissions' array type (numpy: the
+(:mod:`lattice.problem`) and hands it to the backend that owns the emissions' array type (numpy: the
 compiled kernels of :mod:`lattice.backends.cpu`), then checks the scores it gets
 back. Nothing here sizes a buffer, picks a kernel or calls one.
 """
@@ -13,145 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .checks import INT32_MAX
-from .checks import lengths as check_lengths
-from .checks import log_weights as check_log_weights
-from .backends import Problem, backend_for, get_backend
-from .batch import batch
-from .graph import Graph
+from .problem import make_problem, raise_if_nan
 from .semiring import get_semiring
 
 __all__ = ["forward", "forward_backward", "viterbi", "Alignment", "ForwardBackward"]
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# array types lattice knows but whose backend is elsewhere
-_ELSEWHERE = {"torch": "use lattice.torch for tensors"}
-
-
-def _backend_and_emissions(emissions):
-    """The backend that computes on ``emissions`` and the emissions as it reads
-    them: float32/float64 (B, T, C), T and C int32-indexable, unit stride over
-    classes."""
-    backend = backend_for(emissions)
-    if backend is None:
-        package = type(emissions).__module__.partition(".")[0]
-        if package in _ELSEWHERE:
-            raise TypeError(
-                f"emissions must be a numpy array here; {_ELSEWHERE[package]}"
-            )
-        if hasattr(emissions, "__cuda_array_interface__"):
-            raise TypeError(
-                f"emissions is a {type(emissions).__name__} on a GPU, and no backend "
-                "for its arrays is registered (lattice.backends.register_backend)"
-            )
-        emissions = np.asarray(emissions)
-        backend = get_backend("cpu")
-    xp = backend.xp
-    if emissions.dtype not in _FLOAT_DTYPES:
-        raise TypeError(
-            f"emissions must be float32 or float64, got dtype {emissions.dtype}"
-        )
-    if emissions.ndim != 3:
-        raise ValueError(
-            f"emissions must have shape (batch, frames, classes), got {emissions.shape}"
-        )
-    # checked before any copy: a zero-stride view of 2**32 frames costs no memory,
-    # and a frame count beyond int32 would wrap in the kernels (a silent wrong score)
-    for axis, what in ((1, "frames"), (2, "classes")):
-        if emissions.shape[axis] > INT32_MAX:
-            raise ValueError(
-                f"emissions has {emissions.shape[axis]} {what} (axis {axis} of shape "
-                f"{emissions.shape}); the kernels index {what} with int32, so at most "
-                f"{INT32_MAX}"
-            )
-    # the kernels need a unit stride over classes (a single class has none to speak
-    # of: a zero-stride broadcast of one class is read as it is, not copied)
-    if emissions.shape[2] == 0 or (
-        emissions.shape[2] > 1 and emissions.strides[2] != emissions.itemsize
-    ):
-        emissions = xp.ascontiguousarray(emissions)
-    return backend, emissions
-
-
-def _problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights):
-    """The backend for these emissions and the validated :class:`Problem`."""
-    backend, emissions = _backend_and_emissions(emissions)
-    size, frames, classes = emissions.shape
-    if isinstance(graphs, Graph):
-        graphs = [graphs] * size
-    gb = batch(graphs)
-    if len(gb) != size:
-        raise ValueError(
-            f"got {len(gb)} graphs for a batch of {size} examples (emissions.shape[0])"
-        )
-    if gb.max_label >= classes:
-        b = int(np.argmax((gb.labels >= classes).any(axis=1)))
-        raise ValueError(
-            f"graph {b} uses label {int(gb.labels[b].max())}, but emissions have only "
-            f"{classes} classes (labels must be < emissions.shape[2])"
-        )
-    lengths = check_lengths("lengths", lengths, size, frames)
-    dtype = emissions.dtype
-    weight, start, final = gb.weights_as(dtype)
-    time_dependent = False
-    if arc_weights is not None:
-        arr = np.asarray(arc_weights)
-        time_dependent = arr.ndim == 3
-        shape = (size, frames, gb.max_arcs) if time_dependent else (size, gb.max_arcs)
-        weight = check_log_weights("arc_weights", arr, shape, dtype)
-    if start_weights is not None:
-        start = check_log_weights("start_weights", start_weights, start.shape, dtype)
-    if final_weights is not None:
-        final = check_log_weights("final_weights", final_weights, final.shape, dtype)
-    return backend, Problem(emissions, gb, lengths, weight, time_dependent,
-                            arc_weights is not None, start, final)
-
-
-def _raise_if_nan(scores, p):
-    """Refuse NaN and +inf scores, saying whether the inputs held NaN / +inf or
-    finite inputs overflowed the dtype.
-
-    Weights are validated (no NaN, no +inf), so a NaN or +inf score comes either
-    from NaN / +inf emissions at a (frame, class) the graph reads (the kernels
-    propagate NaN instead of skipping it), or from finite scores whose sum exceeds
-    the dtype's range (+inf, or NaN from inf - inf inside a logsumexp).
-    """
-    total = np.add.reduce(scores)
-    if not (np.isnan(total) or total == np.inf):
-        return  # the sum is NaN or +inf if any score is: the common case costs one sum
-    bad = np.flatnonzero(np.isnan(scores) | np.isposinf(scores))
-    if not bad.size:
-        return
-    gb, emissions = p.batch, p.emissions
-    examples = bad[:10].tolist()
-    b = examples[0]  # describe the first bad example, list the others
-    columns = np.unique(gb.labels[b, : gb.num_states[b]])
-    used = emissions[b, : p.lengths[b]][:, columns]
-    nan, posinf = np.isnan(used), np.isposinf(used)
-    if nan.any() or posinf.any():
-        t, k = np.argwhere(nan | posinf)[0]
-        value = "NaN" if nan[t, k] else "+inf"
-        column = int(columns[k])
-        raise FloatingPointError(
-            f"the score of example(s) {examples} is NaN or +inf: emissions contain "
-            f"NaN or +inf at frames and classes these graphs use (example {b} "
-            f"holds {value} at frame {int(t)}, class {column})"
-        )
-    info = np.finfo(emissions.dtype)
-    finite = used[np.isfinite(used)]
-    largest = float(np.abs(finite).max(initial=0.0))
-    weights = float(max(
-        np.abs(w[b][np.isfinite(w[b])]).max(initial=0.0)
-        for w in (p.weight, p.start, p.final)
-    ))  # fmt: skip
-    raise FloatingPointError(
-        f"the score of example(s) {examples} overflowed {emissions.dtype.name}: "
-        f"the inputs are finite, but a sum of them exceeds the largest "
-        f"{emissions.dtype.name} ({float(info.max):.3g}); example {b} has "
-        f"emissions up to {largest:.3g} and log-weights up to {weights:.3g} in "
-        "magnitude. Rescale the scores"
-        + (" or compute in float64" if emissions.dtype == np.float32 else "")
-    )
 
 
 def forward(
@@ -213,10 +78,10 @@ def forward(
     0.0
     """
     sr = get_semiring(semiring)
-    backend, p = _problem(emissions, graphs, lengths, arc_weights, start_weights,
+    backend, p = make_problem(emissions, graphs, lengths, arc_weights, start_weights,
                           final_weights)
     scores = backend.forward(p, sr.name)
-    _raise_if_nan(scores, p)
+    raise_if_nan(scores, p)
     return scores
 
 
@@ -298,10 +163,10 @@ def forward_backward(
     [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
     """
     sr = get_semiring(semiring)
-    backend, p = _problem(emissions, graphs, lengths, arc_weights, start_weights,
+    backend, p = make_problem(emissions, graphs, lengths, arc_weights, start_weights,
                           final_weights)
     result = backend.forward_backward(p, sr.name)
-    _raise_if_nan(result.score, p)
+    raise_if_nan(result.score, p)
     return ForwardBackward(*result)
 
 
@@ -396,8 +261,8 @@ def viterbi(
     >>> ali.labels[0].tolist(), ali.states[0].tolist()
     ([1, 1, 0, 2], [1, 1, 2, 3])
     """
-    backend, p = _problem(emissions, graphs, lengths, arc_weights, start_weights,
+    backend, p = make_problem(emissions, graphs, lengths, arc_weights, start_weights,
                           final_weights)
     paths = backend.viterbi(p)
-    _raise_if_nan(paths.score, p)
+    raise_if_nan(paths.score, p)
     return Alignment(*paths)

@@ -485,7 +485,7 @@ def test_workspaces_beyond_int32_are_refused_before_allocating():
     assert not fits("forward", S=10, A=2**31 - 1, K=0)  # A + 2 S
     assert fits("viterbi_banded", S=2**29, A=0, K=0)  # its bp table is int64-indexed
     gb = lattice.batch([lattice.build("ctc", [1])])
-    problem = lattice.engine._problem(np.zeros((1, 3, 2)), gb, None, None, None, None)[1]
+    problem = lattice.problem.make_problem(np.zeros((1, 3, 2)), gb, None, None, None, None)[1]
     run = cpu._Run(problem, serial_work=0)
     real = cpu.WORKSPACES["forward"]
     try:  # a workspace row of 2**31 values is refused before numpy allocates it

@@ -17,13 +17,16 @@ import threading
 
 import numpy as np
 
-from .base import Backend, Gradients, Paths, Problem
+from .base import Backend, Gradients, KBestPaths, Paths, Posteriors, Problem, Samples
 
 __all__ = [
     "Backend",
     "Gradients",
+    "KBestPaths",
     "Paths",
+    "Posteriors",
     "Problem",
+    "Samples",
     "available_backends",
     "backend_for",
     "get_backend",

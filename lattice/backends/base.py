@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Backend", "Gradients", "Paths", "Problem"]
+__all__ = ["Backend", "Gradients", "KBestPaths", "Paths", "Posteriors", "Problem",
+           "Samples"]
 
 
 class Problem(NamedTuple):
@@ -79,6 +80,48 @@ class Paths(NamedTuple):
     num_segments: np.ndarray
 
 
+class Samples(NamedTuple):
+    """What :meth:`Backend.sample` returns (as ``lattice.Samples``): ``scores``
+    (B, N), ``states``, ``labels``, ``arcs`` (B, N, T) int32 with -1 past each
+    length, at frame 0 for arcs, and for examples with no path, ``log_z`` (B,)."""
+
+    scores: np.ndarray
+    states: np.ndarray
+    labels: np.ndarray
+    arcs: np.ndarray
+    log_z: np.ndarray
+
+
+class KBestPaths(NamedTuple):
+    """What :meth:`Backend.kbest` returns (as ``lattice.KBest``): ``scores`` (B, k)
+    in descending order (-inf past the number of paths), ``states``, ``labels``,
+    ``arcs`` (B, k, T) int32 (-1 likewise)."""
+
+    scores: np.ndarray
+    states: np.ndarray
+    labels: np.ndarray
+    arcs: np.ndarray
+
+
+class Posteriors(NamedTuple):
+    """What :meth:`Backend.posteriors` returns; the fields not asked for are None.
+
+    ``log_z`` (B,); ``entropy`` (B,); its gradients ``emission_grad``, ``arc_grad``,
+    ``start_grad``, ``final_grad`` laid out as :class:`Gradients`; ``occupancy``
+    and ``onsets`` (B, T, K): the probability that frame t lies in token k, and
+    that token k starts at frame t.
+    """
+
+    log_z: np.ndarray
+    entropy: np.ndarray | None = None
+    emission_grad: np.ndarray | None = None
+    arc_grad: np.ndarray | None = None
+    start_grad: np.ndarray | None = None
+    final_grad: np.ndarray | None = None
+    occupancy: np.ndarray | None = None
+    onsets: np.ndarray | None = None
+
+
 class Backend:
     """The interface every backend implements.
 
@@ -113,3 +156,27 @@ class Backend:
     def viterbi(self, problem: Problem) -> Paths:
         """The best path of every example, its states, labels, arcs and segments."""
         raise NotImplementedError
+
+    def sample(self, problem: Problem, num_samples: int, key: int) -> Samples:
+        """``num_samples`` paths per example, each drawn with probability
+        ``exp(score - log Z)``; ``key`` (a uint64) seeds a generator whose draws do
+        not depend on the thread count."""
+        raise NotImplementedError(self._missing("sampling (lattice.sample)"))
+
+    def kbest(self, problem: Problem, k: int) -> KBestPaths:
+        """The ``k`` best distinct paths (state sequences) of every example."""
+        raise NotImplementedError(self._missing("k-best paths (lattice.kbest)"))
+
+    def posteriors(self, problem: Problem, entropy: bool, gradients: bool,
+                   num_tokens: int | None, onsets: bool = True) -> Posteriors:
+        """log Z and, as asked, the entropy of the posterior over paths (with its
+        gradients if ``gradients``) and the token occupancy over ``num_tokens``
+        tokens (None: not asked), with the onsets too if ``onsets``."""
+        raise NotImplementedError(
+            self._missing("entropy and token posteriors (lattice.entropy, "
+                          "lattice.token_posteriors)")
+        )
+
+    def _missing(self, what):
+        return (f"the {self.name!r} backend does not implement {what}; run it on the "
+                "'cpu' backend (numpy arrays)")

@@ -30,12 +30,23 @@ from numpy.lib.stride_tricks import as_strided
 from .. import _core
 from .._layout import BAND_PAD, ELL_MAX_DEGREE, ELL_WIDTHS, INT32_MAX
 from .._threads import check_team, get_num_threads
-from .base import Backend, Gradients, Paths
+from .base import Backend, Gradients, KBestPaths, Paths, Posteriors, Samples
 
 __all__ = ["CPUBackend", "WORKSPACES"]
 
 # kernel names end in the dtype's name (dtype.name costs microseconds per call)
 _DTYPE_NAME = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
+def _FULL_ALPHA(S, A, K, table):
+    """The workspace of _full_alpha_* (the distribution kernels): a stored alpha
+    table and the scratch of either general recursion (ELL or CSR)."""
+    return {
+        "alpha": ("float", table(BAND_PAD), "table"),
+        "work": ("float", max(A + 2 * S, K * S)),
+        "kwork": ("int32", max(S, K * S + A)),
+        "bp_scratch": ("uint8", S),
+    }
 
 
 # Per-thread workspace rows of each kernel, in values of the given kind ("float":
@@ -75,6 +86,29 @@ WORKSPACES = {
         "work": ("float", K * S),
         "kwork": ("int32", K * S + A),
     },
+    # the alignment distribution (_dist.pxi.tp): a full alpha table, then a walk
+    "sample": lambda S, A, K, table: {
+        **_FULL_ALPHA(S, A, K, table),
+        "draws": ("double", max(S, A)),
+    },
+    # k paths of frames T; the arenas of the recursive enumeration (sizes as the
+    # kernel's docstring gives them: at most one new node and path per frame and
+    # path, path lists in doubling blocks, one candidate per predecessor group)
+    "kbest": lambda S, A, K, table, k=1, T=1, degree=1: {
+        **_FULL_ALPHA(S, A, K, table),
+        "node_of": ("int32", table(0), "table"),
+        "nodes": ("int32", 8 * (1 + (k - 1) * T)),
+        "path_scores": ("float", k + 2 + 8 * (k - 1) * (T + 1)),
+        "path_info": ("int32", 2 * (k + 2 + 8 * (k - 1) * (T + 1))),
+        "cand_scores": ("float", S + (k - 1) * T * degree),
+        "cand_info": ("int32", 2 * (S + (k - 1) * T * degree)),
+        "stack": ("int32", T + 2),
+    },
+    "posteriors": lambda S, A, K, table, entropy=True, backward=True: {
+        **_FULL_ALPHA(S, A, K, table),
+        "prefix_entropy": ("double", table(0) if entropy else 1, "table"),
+        "rows": ("double", 4 * S if backward else 1),
+    },
 }
 
 
@@ -104,6 +138,14 @@ def _every_frame(array, frames, writeable=True):
     )
 
 
+def _zero_strides(size, width, dtype, ndim=2):
+    """A writeable placeholder of shape (size, width) (or (size, 1, width)) whose
+    every element is one value: for the arrays a kernel takes but is told not to
+    touch."""
+    shape = (size, width) if ndim == 2 else (size, 1, width)
+    return as_strided(np.zeros(1, dtype=dtype), shape=shape, strides=(0,) * ndim)
+
+
 class _Run:
     """One kernel call's scheduling: thread count, example order, workspaces."""
 
@@ -121,9 +163,10 @@ class _Run:
         self.num_threads = check_team(threads)
         self.problem = problem
 
-    def workspaces(self, kernel, cap=0, bp_dtype=np.uint8):
-        """The workspaces of ``kernel`` (WORKSPACES), one row per thread; a row the
-        kernels index with C ints that int32 cannot index is refused first."""
+    def workspaces(self, kernel, cap=0, bp_dtype=np.uint8, **extra):
+        """The workspaces of ``kernel`` (WORKSPACES, given ``extra`` sizes), one row
+        per thread; a row the kernels index with C ints that int32 cannot index is
+        refused first."""
         p = self.problem
         gb = p.batch
         states = gb.num_states.astype(np.int64)
@@ -131,9 +174,9 @@ class _Run:
         def table(pad):
             return int((p.lengths * (states + pad)).max(initial=0))
 
-        dtypes = {"float": p.emissions.dtype, "int32": np.int32, "uint8": np.uint8,
-                  "bp": bp_dtype}  # fmt: skip
-        rows = WORKSPACES[kernel](gb.max_states, gb.max_arcs, cap, table)
+        dtypes = {"float": p.emissions.dtype, "double": np.float64, "int32": np.int32,
+                  "uint8": np.uint8, "bp": bp_dtype}  # fmt: skip
+        rows = WORKSPACES[kernel](gb.max_states, gb.max_arcs, cap, table, **extra)
         size = _oversized(rows)
         if size is not None:
             raise ValueError(
@@ -426,3 +469,117 @@ class CPUBackend(Backend):
         last = (paths.states >= 0).sum(axis=1) - 1
         g_final[ok, paths.states[ok, last[ok]]] = 1
         return Gradients(paths.score, g_em, g_arc, g_start, g_final)
+
+    # -- the alignment distribution ------------------------------------------------
+
+    def _full_alpha_inputs(self, problem):
+        """(D, band_weight, ell_cap) for the kernels of _dist.pxi: the banded
+        recursion where the forward kernels would take it (D > 0), else D = 0 and a
+        placeholder band table."""
+        band_weight = self._band_weight(problem)
+        if band_weight is not None:
+            return problem.batch.band, band_weight, 0
+        placeholder = _zero_strides(len(problem.batch), 1, problem.emissions.dtype)
+        return 0, placeholder, self.ell_cap(problem.batch)
+
+    def sample(self, problem, num_samples, key):
+        p = problem
+        size, frames, _ = p.emissions.shape
+        dtype = p.emissions.dtype
+        gb = p.batch
+        scores = np.full((size, num_samples), -np.inf, dtype=dtype)
+        paths = np.full((3, size, num_samples, frames), -1, dtype=np.int32)
+        log_z = np.full(size, -np.inf, dtype=dtype)
+        if size and frames:
+            run = _Run(p, self._settings["serial_work"])
+            D, band_weight, cap = self._full_alpha_inputs(p)
+            w = run.workspaces("sample", cap)
+            self.kernel(f"sample_{_DTYPE_NAME[dtype]}")(
+                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
+                gb.dst, gb.in_ptr, gb.in_arc, self._weight_view(p), p.start, p.final,
+                D, band_weight, w["alpha"], w["work"], w["kwork"], w["bp_scratch"],
+                w["draws"], cap, key, paths[0], paths[1], paths[2], scores, log_z,
+                run.num_threads,
+            )  # fmt: skip
+        return Samples(scores, paths[0], paths[1], paths[2], log_z)
+
+    def kbest(self, problem, k):
+        p = problem
+        size, frames, _ = p.emissions.shape
+        dtype = p.emissions.dtype
+        gb = p.batch
+        scores = np.full((size, k), -np.inf, dtype=dtype)
+        paths = np.full((3, size, k, frames), -1, dtype=np.int32)
+        if size and frames:
+            run = _Run(p, self._settings["serial_work"])
+            D, band_weight, cap = self._full_alpha_inputs(p)
+            T = int(p.lengths.max(initial=0))
+            extra = {"k": k, "T": T, "degree": max(gb.max_in_degree, 1)}
+            size_ = _oversized(WORKSPACES["kbest"](gb.max_states, gb.max_arcs, cap,
+                                                    lambda pad: 0, **extra))
+            if size_ is not None:
+                raise ValueError(
+                    f"k = {k} is too large for these inputs: the k-best search over "
+                    f"{T} frames would need a workspace of {size_} entries, beyond "
+                    f"what int32 indexes ({INT32_MAX}); ask for fewer paths"
+                )
+            w = run.workspaces("kbest", cap, **extra)
+            best = np.empty(size, dtype=dtype)
+            self.kernel(f"kbest_{_DTYPE_NAME[dtype]}")(
+                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
+                gb.dst, gb.in_ptr, gb.in_arc, self._weight_view(p), p.start, p.final,
+                D, band_weight, w["alpha"], w["work"], w["kwork"], w["bp_scratch"], cap,
+                w["node_of"], w["nodes"], w["path_scores"], w["path_info"],
+                w["cand_scores"], w["cand_info"], w["stack"],
+                paths[0], paths[1], paths[2], scores, best, run.num_threads,
+            )  # fmt: skip
+            nan = np.isnan(best)
+            scores[nan, 0] = np.nan  # NaN inputs: the engine reports them
+        return KBestPaths(scores, paths[0], paths[1], paths[2])
+
+    def posteriors(self, problem, entropy, gradients, num_tokens, onsets=True):
+        p = problem
+        size, frames, classes = p.emissions.shape
+        dtype = p.emissions.dtype
+        gb = p.batch
+        entropy = bool(entropy or gradients)
+        scores = np.full(size, -np.inf, dtype=dtype)
+        H = np.zeros(size, dtype=dtype)
+        grads = [None] * 4
+        if gradients:
+            g_em = np.zeros((size, frames, classes), dtype=dtype)
+            g_start = np.zeros((size, gb.max_states), dtype=dtype)
+            g_final = np.zeros((size, gb.max_states), dtype=dtype)
+            if p.time_dependent:
+                g_arc = g_weight = np.zeros((size, frames, gb.max_arcs), dtype=dtype)
+            else:
+                g_arc = np.zeros((size, gb.max_arcs), dtype=dtype)
+                g_weight = _every_frame(g_arc, frames)
+            grads = [g_em, g_arc, g_start, g_final]
+        else:
+            g_em = g_weight = _zero_strides(size, 1, dtype, 3)
+            g_start = g_final = _zero_strides(size, 1, dtype)
+        if num_tokens is not None:
+            occupancy = np.zeros((size, frames, num_tokens), dtype=dtype)
+        else:
+            occupancy = _zero_strides(size, 1, dtype, 3)
+        onsets = num_tokens is not None and onsets
+        onset = (np.zeros((size, frames, num_tokens), dtype=dtype) if onsets
+                 else _zero_strides(size, 1, dtype, 3))
+        if size and frames:
+            run = _Run(p, self._settings["serial_work"])
+            D, band_weight, cap = self._full_alpha_inputs(p)
+            backward = gradients or num_tokens is not None
+            w = run.workspaces("posteriors", cap, entropy=entropy, backward=backward)
+            self.kernel(f"posteriors_{_DTYPE_NAME[dtype]}")(
+                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.tokens,
+                gb.src, gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
+                self._weight_view(p), p.start, p.final, D, band_weight,
+                w["alpha"], w["work"], w["kwork"], w["bp_scratch"],
+                w["prefix_entropy"], w["rows"], cap, entropy, gradients,
+                num_tokens is not None, onsets, H, g_em, g_weight, g_start, g_final,
+                occupancy, onset, scores, run.num_threads,
+            )  # fmt: skip
+        tokens = (occupancy if num_tokens is not None else None,
+                  onset if onsets else None)
+        return Posteriors(scores, H if entropy else None, *grads, *tokens)
