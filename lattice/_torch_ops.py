@@ -10,7 +10,8 @@ by the incoming gradient in backward, so backward costs one multiplication.
 Operators take tensors and primitive values only, so the graphs reach them in two
 ways:
 
-* ``lattice::graph_score`` takes a :class:`~lattice.GraphBatch` packed into one
+* ``lattice::graph_score`` (and ``lattice::graph_entropy``, the entropy of the
+  posterior over paths, :func:`lattice.entropy`) takes a :class:`~lattice.GraphBatch` packed into one
   uint8 tensor (:func:`pack_graphs`: a header and the padded arrays) and rebuilds it
   with the validating :meth:`GraphBatch.from_padded <lattice.GraphBatch.from_padded>`.
   The batches of the last few packed graphs are kept, keyed by their bytes, so a
@@ -34,7 +35,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from . import engine
+from . import distribution, engine
 from ._torch_errors import torch_errors
 from .batch import GraphBatch, batch
 from .registry import build_batch
@@ -43,6 +44,7 @@ __all__ = [
     "NAN_MODES",
     "compute_dtype",
     "ctc_score",
+    "graph_entropy",
     "graph_score",
     "pack_graphs",
     "sequence_score",
@@ -155,25 +157,35 @@ def _run(em, gb, lengths, semiring, needs_grad, overrides):
     return fb.score, (fb.emission_grad, fb.arc_grad, fb.start_grad, fb.final_grad)
 
 
-def _score(em, gb, lengths, semiring, needs_grad, overrides, nan):
-    """As :func:`_run`; with ``nan="propagate"`` an example whose score is NaN (NaN
-    or +inf emissions where its graph reads them) scores NaN, with NaN gradients,
-    instead of the engine's FloatingPointError: what torch's ctc_loss returns."""
+def _run_entropy(em, gb, lengths, semiring, needs_grad, overrides):
+    """(entropies, gradients) as :func:`_run` does for scores (``semiring`` unused)."""
+    if not needs_grad:
+        return distribution.entropy(em, gb, lengths, **overrides), None
+    result = distribution.entropy(em, gb, lengths, return_gradients=True, **overrides)
+    return result.entropy, tuple(result[1:])
+
+
+def _score(em, gb, lengths, semiring, needs_grad, overrides, nan, run=_run):
+    """As :func:`_run` (or ``run``); with ``nan="propagate"`` an example whose score
+    is NaN (NaN or +inf emissions where its graph reads them) scores NaN, with NaN
+    gradients, instead of the engine's FloatingPointError: what torch's ctc_loss
+    returns."""
     try:
-        return _run(em, gb, lengths, semiring, needs_grad, overrides)
+        return run(em, gb, lengths, semiring, needs_grad, overrides)
     except FloatingPointError:
         if nan == "raise":
             raise
-    return _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides)
+    return _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run)
 
 
-def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides):
+def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run=_run):
     """The rare path of :func:`_score`, after the engine refused a NaN score.
 
     Only an example holding NaN or +inf emissions within its length can score NaN.
     All run as one batch with those emissions zeroed: that gives the others their
     results, and tells which suspects have no complete path at all (they score
-    -inf whatever their emissions, as in torch). Each remaining suspect runs alone,
+    -inf whatever their emissions, as in torch; an entropy says 0 then, so
+    ``run=_run_entropy`` reruns every suspect). Each remaining suspect runs alone,
     where the engine tells whether its score is NaN. A NaN example gets NaN as its
     score and as the gradients of its frames and weights (torch's ctc_loss gives NaN
     on every valid frame), 0 past its length.
@@ -183,15 +195,17 @@ def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides):
     valid = np.arange(frames) < lengths[:, None]
     bad = np.isnan(em) | np.isposinf(em)
     suspects = (bad.any(axis=2) & valid).any(axis=1)
-    score, grads = _run(np.where(bad, 0, em), gb, lengths, semiring, needs_grad, overrides)
-    for b in np.flatnonzero(suspects & ~np.isneginf(score)).tolist():
+    score, grads = run(np.where(bad, 0, em), gb, lengths, semiring, needs_grad, overrides)
+    if run is _run:
+        suspects &= ~np.isneginf(score)
+    for b in np.flatnonzero(suspects).tolist():
         one = batch([gb.graphs[b]])
         sub = {}
         for name, value in overrides.items():
             width = one.max_arcs if name == "arc_weights" else one.max_states
             sub[name] = None if value is None else value[b : b + 1, ..., :width]
         try:
-            s, g = _run(em[b : b + 1], one, lengths[b : b + 1], semiring, needs_grad, sub)
+            s, g = run(em[b : b + 1], one, lengths[b : b + 1], semiring, needs_grad, sub)
         except FloatingPointError:
             score[b] = np.nan
             if grads is not None:
@@ -221,9 +235,10 @@ def _frame_weighted(em, w):
     return out
 
 
-@torch_errors
-def _graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
-                 graph, shared, lengths, semiring, needs_grad, nan):
+def _graph_inputs(emissions, frame_weights, arc_weights, start_weights, final_weights,
+                  graph, shared, lengths):
+    """The numpy inputs of a graph op: (emissions, frame-weighted emissions, frame
+    weights or None, GraphBatch, lengths or None, weight overrides)."""
     dtype = compute_dtype(emissions.dtype)
     em = to_numpy(emissions, dtype)
     gb = _graph_batch(graph, em.shape[0], shared)
@@ -245,7 +260,13 @@ def _graph_score(emissions, frame_weights, arc_weights, start_weights, final_wei
         for name, t in (("arc_weights", arc_weights), ("start_weights", start_weights),
                         ("final_weights", final_weights))
     }  # fmt: skip
-    score, grads = _score(em_in, gb, lengths, semiring, needs_grad, overrides, nan)
+    return em, em_in, w, gb, lengths, overrides
+
+
+def _graph_outputs(score, grads, em, w, frame_weights, arc_weights, start_weights,
+                   final_weights):
+    """The op's outputs: the scores and the gradients of the inputs given, with the
+    chain rule through the frame weights."""
     if grads is None:
         return torch.from_numpy(score), []
     g_em, g_arc, g_start, g_final = grads
@@ -262,6 +283,27 @@ def _graph_score(emissions, frame_weights, arc_weights, start_weights, final_wei
     ]
 
 
+@torch_errors
+def _graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
+                 graph, shared, lengths, semiring, needs_grad, nan):
+    weights = (frame_weights, arc_weights, start_weights, final_weights)
+    em, em_in, w, gb, lengths, overrides = _graph_inputs(emissions, *weights, graph,
+                                                         shared, lengths)
+    score, grads = _score(em_in, gb, lengths, semiring, needs_grad, overrides, nan)
+    return _graph_outputs(score, grads, em, w, *weights)
+
+
+@torch_errors
+def _graph_entropy(emissions, frame_weights, arc_weights, start_weights, final_weights,
+                   graph, shared, lengths, needs_grad, nan):
+    weights = (frame_weights, arc_weights, start_weights, final_weights)
+    em, em_in, w, gb, lengths, overrides = _graph_inputs(emissions, *weights, graph,
+                                                         shared, lengths)
+    score, grads = _score(em_in, gb, lengths, "log", needs_grad, overrides, nan,
+                          run=_run_entropy)
+    return _graph_outputs(score, grads, em, w, *weights)
+
+
 def _fake_outputs(emissions, differentiable):
     """What an op returns, as fake tensors: the scores and the gradients of the
     ``differentiable`` inputs, in the dtype the engine computes in."""
@@ -272,6 +314,12 @@ def _fake_outputs(emissions, differentiable):
 
 def _fake_graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
                       graph, shared, lengths, semiring, needs_grad, nan):
+    inputs = (emissions, frame_weights, arc_weights, start_weights, final_weights)
+    return _fake_outputs(emissions, [t for t in inputs if t is not None and needs_grad])
+
+
+def _fake_graph_entropy(emissions, frame_weights, arc_weights, start_weights,
+                        final_weights, graph, shared, lengths, needs_grad, nan):
     inputs = (emissions, frame_weights, arc_weights, start_weights, final_weights)
     return _fake_outputs(emissions, [t for t in inputs if t is not None and needs_grad])
 
@@ -381,6 +429,12 @@ _OPS = {
         "Tensor? lengths, str semiring, bool needs_grad, str nan) -> (Tensor, Tensor[])",
         _graph_score, _fake_graph_score,
     ),
+    "graph_entropy": (
+        "(Tensor emissions, Tensor? frame_weights, Tensor? arc_weights, "
+        "Tensor? start_weights, Tensor? final_weights, Tensor graph, bool shared, "
+        "Tensor? lengths, bool needs_grad, str nan) -> (Tensor, Tensor[])",
+        _graph_entropy, _fake_graph_entropy,
+    ),
     "ctc_score": (
         "(Tensor emissions, Tensor targets, Tensor input_lengths, Tensor target_lengths, "
         "SymInt blank, bool needs_grad, str nan) -> (Tensor, Tensor[])",
@@ -459,6 +513,17 @@ def graph_score(emissions, frame_weights, arc_weights, start_weights, final_weig
     return _EngineFunction.apply(
         torch.ops.lattice.graph_score.default, 5, emissions, frame_weights, arc_weights,
         start_weights, final_weights, graph, shared, lengths, semiring, needs_grad, nan,
+    )  # fmt: skip
+
+
+def graph_entropy(emissions, frame_weights, arc_weights, start_weights, final_weights,
+                  graph, shared, lengths, needs_grad, nan):
+    """Entropies of the posterior over the paths of a graph batch (as
+    :func:`graph_score`), differentiable with respect to the same inputs."""
+    return _EngineFunction.apply(
+        torch.ops.lattice.graph_entropy.default, 5, emissions, frame_weights,
+        arc_weights, start_weights, final_weights, graph, shared, lengths, needs_grad,
+        nan,
     )  # fmt: skip
 
 

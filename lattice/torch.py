@@ -10,6 +10,7 @@ op                          differentiable with respect to
 :func:`ctc_loss`            ``log_probs`` (the true derivative, for any scores)
 :func:`lattice_score`       ``emissions``, ``frame_weights``, ``arc_weights``,
                             ``start_weights``, ``final_weights``
+:func:`alignment_entropy`   as :func:`lattice_score`
 :func:`viterbi_align`       nothing (returns integer paths and detached scores)
 :class:`CTCLoss`            as :func:`ctc_loss`
 :class:`SegmentationLoss`   ``log_probs``
@@ -18,7 +19,7 @@ op                          differentiable with respect to
 
 The engine runs inside ``torch.library`` operators (namespace ``lattice``, see
 ``_torch_ops.py``), which compute the gradients in the forward pass; so the losses
-and :func:`lattice_score` work under ``torch.compile`` (also with
+and :func:`lattice_score` and :func:`alignment_entropy` work under ``torch.compile`` (also with
 ``fullgraph=True``) and ``torch.jit.trace``; torch refuses ``torch.func``
 transforms of them. Double backward is not supported: the gradients are computed by
 the engine, not by differentiable torch operations. Bad input raises :class:`LatticeValueError` or :class:`LatticeTypeError`,
@@ -47,6 +48,7 @@ __all__ = [
     "SegmentationLoss",
     "ViterbiAlignment",
     "ViterbiLoss",
+    "alignment_entropy",
     "ctc_loss",
     "lattice_score",
     "viterbi_align",
@@ -257,14 +259,24 @@ def lattice_score(
     >>> w.grad.round(decimals=3).tolist()                    # expected arc counts
     [[1.0, 1.0, 1.0]]
     """
-    _check_emissions(emissions)
     sr = get_semiring(semiring).name
     _check_nan(nan)
-    weights = tuple(
-        _optional_tensor(name, t)
-        for name, t in (("frame_weights", frame_weights), ("arc_weights", arc_weights),
-                        ("start_weights", start_weights), ("final_weights", final_weights))
+    inputs, graph, lengths = _graph_op_inputs(
+        emissions, graphs, lengths,
+        (("frame_weights", frame_weights), ("arc_weights", arc_weights),
+         ("start_weights", start_weights), ("final_weights", final_weights)),
     )  # fmt: skip
+    return _torch_ops.graph_score(
+        *inputs, graph, isinstance(graphs, Graph), lengths, sr, _needs_grad(*inputs), nan
+    )
+
+
+def _graph_op_inputs(emissions, graphs, lengths, weights):
+    """The checked inputs of a graph op: the packed graphs, lengths, and the
+    emissions and weights (a tensor given twice gets a view, which torch.compile
+    needs for an autograd.Function)."""
+    _check_emissions(emissions)
+    weights = tuple(_optional_tensor(name, t) for name, t in weights)
     if torch.compiler.is_compiling() and not isinstance(graphs, (Graph, GraphBatch)):
         raise TypeError(
             "under torch.compile, graphs must be a GraphBatch (build it once, outside "
@@ -276,11 +288,88 @@ def lattice_score(
     inputs = [emissions, *weights]
     for i in range(1, len(inputs)):
         if inputs[i] is not None and any(inputs[i] is inputs[j] for j in range(i)):
-            # one tensor given twice (start and final weights, say): torch.compile
-            # refuses that for an autograd.Function, so the op gets a view
             inputs[i] = inputs[i].view_as(inputs[i])
-    return _torch_ops.graph_score(
-        *inputs, graph, isinstance(graphs, Graph), lengths, sr, _needs_grad(*inputs), nan
+    return inputs, graph, lengths
+
+
+def alignment_entropy(
+    emissions,
+    graphs,
+    lengths=None,
+    frame_weights=None,
+    arc_weights=None,
+    start_weights=None,
+    final_weights=None,
+    *,
+    nan="raise",
+):
+    """Differentiable entropy (nats) of the posterior distribution over each example's
+    alignments (paths of its graph).
+
+    The same quantity as :func:`lattice.entropy`, differentiable with respect to
+    ``emissions``, ``frame_weights``, ``arc_weights``, ``start_weights`` and
+    ``final_weights``. The engine computes the gradient (minus the covariance, over
+    paths, of each input's count with the path score) in the forward pass with one
+    extra backward recursion, in float64, inside the custom op
+    ``lattice::graph_entropy``; works under ``torch.compile``. Double backward is
+    not supported. Use it as a regulariser: adding ``-beta * alignment_entropy`` to
+    a CTC loss spreads the alignment (maximum-entropy CTC), adding ``+beta *``
+    sharpens it.
+
+    Parameters
+    ----------
+    emissions, graphs, lengths, frame_weights, arc_weights, start_weights, final_weights
+        As in :func:`lattice_score`.
+    nan : {"raise", "propagate"}, default "raise"
+        As in :func:`lattice_score`: NaN or +inf emissions where a graph reads them
+        raise ``FloatingPointError``, or give that example a NaN entropy and NaN
+        gradients.
+
+    Returns
+    -------
+    Tensor, shape (B,)
+        Entropies (float32 for float16/bfloat16 emissions, else their dtype); 0 for
+        an example with no path, whose gradients are 0.
+
+    Raises
+    ------
+    LatticeValueError, LatticeTypeError
+        On bad input.
+    FloatingPointError
+        With ``nan="raise"``, if a score is NaN.
+
+    Examples
+    --------
+    Uniform emissions make the three paths of a segmentation over 4 frames equally
+    likely, the largest entropy three paths can have, so its gradient vanishes:
+
+    >>> import torch, lattice
+    >>> from lattice.torch import alignment_entropy
+    >>> g = lattice.build("segmentation", [0, 1])
+    >>> em = torch.zeros(1, 4, 2, dtype=torch.float64, requires_grad=True)
+    >>> h = alignment_entropy(em, [g])
+    >>> round(h.item(), 4)                                   # log 3
+    1.0986
+    >>> h.backward()
+    >>> em.grad.abs().max().item()
+    0.0
+
+    Elsewhere it points to flatter alignments:
+
+    >>> em = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 0.0], [0.0, 0.0]]],
+    ...                   dtype=torch.float64, requires_grad=True)
+    >>> alignment_entropy(em, [g]).backward()
+    >>> bool(em.grad[0, 1, 0] < 0)   # a higher score of staying at frame 1: less entropy
+    True
+    """
+    _check_nan(nan)
+    inputs, graph, lengths = _graph_op_inputs(
+        emissions, graphs, lengths,
+        (("frame_weights", frame_weights), ("arc_weights", arc_weights),
+         ("start_weights", start_weights), ("final_weights", final_weights)),
+    )  # fmt: skip
+    return _torch_ops.graph_entropy(
+        *inputs, graph, isinstance(graphs, Graph), lengths, _needs_grad(*inputs), nan
     )
 
 
