@@ -104,10 +104,10 @@ WORKSPACES = {
         "cand_info": ("int32", 2 * (S + (k - 1) * T * degree)),
         "stack": ("int32", T + 2),
     },
-    "posteriors": lambda S, A, K, table, entropy=True, backward=True: {
+    "posteriors": lambda S, A, K, table, entropy=True: {
         **_FULL_ALPHA(S, A, K, table),
         "prefix_entropy": ("double", table(0) if entropy else 1, "table"),
-        "rows": ("double", 4 * S if backward else 1),
+        "rows": ("double", 10 * S + 2 * A),
     },
 }
 
@@ -569,8 +569,7 @@ class CPUBackend(Backend):
         if size and frames:
             run = _Run(p, self._settings["serial_work"])
             D, band_weight, cap = self._full_alpha_inputs(p)
-            backward = gradients or num_tokens is not None
-            w = run.workspaces("posteriors", cap, entropy=entropy, backward=backward)
+            w = run.workspaces("posteriors", cap, entropy=entropy)
             self.kernel(f"posteriors_{_DTYPE_NAME[dtype]}")(
                 p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.tokens,
                 gb.src, gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
