@@ -28,7 +28,35 @@ _ELSEWHERE = {"torch": "use lattice.torch for tensors"}
 def emissions_backend(emissions):
     """The backend that computes on ``emissions`` and the emissions as it reads
     them: float32/float64 (B, T, C), T and C int32-indexable, unit stride over
-    classes."""
+    classes (copied only if the class axis is strided).
+
+    Parameters
+    ----------
+    emissions : array_like, shape (B, T, C)
+        A numpy array (or anything ``numpy.asarray`` takes), or an array of a
+        registered backend's type.
+
+    Returns
+    -------
+    (Backend, array)
+
+    Raises
+    ------
+    TypeError
+        For a torch tensor, a GPU array without a backend, or a dtype other than
+        float32 / float64.
+    ValueError
+        For a shape other than (B, T, C), or more than ``2**31 - 1`` frames or
+        classes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice.problem import emissions_backend
+    >>> backend, e = emissions_backend(np.zeros((2, 5, 3))[:, :, ::-1])
+    >>> backend.name, e.strides[2]
+    ('cpu', 8)
+    """
     backend = backend_for(emissions)
     if backend is None:
         package = type(emissions).__module__.partition(".")[0]
@@ -71,7 +99,31 @@ def emissions_backend(emissions):
 
 
 def make_problem(emissions, graphs, lengths, arc_weights, start_weights, final_weights):
-    """The backend for these emissions and the validated :class:`Problem`."""
+    """The backend for these emissions and the validated :class:`Problem`.
+
+    Parameters
+    ----------
+    emissions, graphs, lengths, arc_weights, start_weights, final_weights
+        As in :func:`lattice.forward` (the overrides may be None).
+
+    Returns
+    -------
+    (Backend, Problem)
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument at fault.
+
+    Examples
+    --------
+    >>> import numpy as np, lattice
+    >>> from lattice.problem import make_problem
+    >>> backend, p = make_problem(np.zeros((1, 4, 3)), lattice.build("ctc", [1, 2]),
+    ...                           [3], None, None, None)
+    >>> p.lengths.tolist(), p.batch.max_states, p.weight.dtype.name
+    ([3], 5, 'float64')
+    """
     backend, emissions = emissions_backend(emissions)
     size, frames, classes = emissions.shape
     if isinstance(graphs, Graph):
@@ -112,6 +164,30 @@ def raise_if_nan(scores, p):
     from NaN / +inf emissions at a (frame, class) the graph reads (the kernels
     propagate NaN instead of skipping it), or from finite scores whose sum exceeds
     the dtype's range (+inf, or NaN from inf - inf inside a logsumexp).
+
+    Parameters
+    ----------
+    scores : ndarray, shape (B,)
+    p : Problem
+        The problem they were computed from.
+
+    Raises
+    ------
+    FloatingPointError
+        Naming the examples and the first bad frame and class, or the magnitudes
+        that overflowed.
+
+    Examples
+    --------
+    >>> import numpy as np, lattice
+    >>> from lattice.problem import make_problem, raise_if_nan
+    >>> e = np.zeros((1, 2, 2)); e[0, 1, 1] = np.nan
+    >>> _, p = make_problem(e, lattice.build("ctc", [1]), None, None, None, None)
+    >>> raise_if_nan(np.array([0.0]), p)            # a clean score passes
+    >>> raise_if_nan(np.array([np.nan]), p)
+    Traceback (most recent call last):
+    ...
+    FloatingPointError: the score of example(s) [0] is NaN or +inf: emissions contain NaN or +inf at frames and classes these graphs use (example 0 holds NaN at frame 1, class 1)
     """
     total = np.add.reduce(scores)
     if not (np.isnan(total) or total == np.inf):
