@@ -29,7 +29,8 @@ TARGETS = [[1, 3], [2], [4, 4]]
 
 def _rows(out):
     lines = out.strip().splitlines()
-    assert lines[0] == "utterance,token,symbol,id,start_frame,end_frame,score"
+    assert lines[0] == ("utterance,token,symbol,id,start_frame,end_frame,score,"
+                        "confidence,onset_confidence")
     return [tuple(int(x) for x in line.split(",")[:2] + line.split(",")[3:6])
             for line in lines[1:]]
 

@@ -35,7 +35,8 @@ def _read_csv(path):
     for r in rows:
         for k in ("utterance", "token", "id", "start_frame", "end_frame"):
             r[k] = int(r[k])
-        r["score"] = float(r["score"])
+        for k in ("score", "confidence", "onset_confidence"):
+            r[k] = float(r[k])
     return rows
 
 
@@ -76,7 +77,9 @@ def test_align_the_demo_models_output(demo_output, tmp_path):
     assert main(["align", demo_output["em"], demo_output["tr"], "--symbols",
                  demo_output["sy"], "-o", str(tmp_path / "t.json")]) == 0
     as_json = json.loads((tmp_path / "t.json").read_text())
-    assert [dict(r, score=pytest.approx(r["score"], abs=1e-6)) for r in rows] == as_json
+    assert [dict(r, **{k: pytest.approx(r[k], abs=1e-6)
+                       for k in ("score", "confidence", "onset_confidence")})
+            for r in rows] == as_json
     # the blank by name gives the same table
     assert main(["align", demo_output["em"], demo_output["tr"], "--symbols",
                  demo_output["sy"], "--blank", "<blank>", "-o", str(tmp_path / "b.csv")]) == 0

@@ -12,8 +12,10 @@ the table out::
 * ``symbols.txt``: ``symbol id`` per line (the format of Kaldi / k2 symbol tables).
 
 The table has the columns ``utterance, token, symbol, id, start_frame, end_frame,
-score`` (``end_frame`` exclusive), as CSV or JSON. ``--graph star`` aligns partial
-transcripts: a wildcard absorbs the untranscribed frames.
+score, confidence, onset_confidence`` (``end_frame`` exclusive; the confidences are
+posterior probabilities, :class:`lattice.align.AlignedToken`), as CSV or JSON.
+``--graph star`` aligns partial transcripts: a wildcard absorbs the untranscribed
+frames.
 
 This module holds only what the command line needs on top of :mod:`lattice.align`:
 the options, a reader of ``.npy`` files that never trusts them (it checks the header
@@ -132,7 +134,11 @@ def add_arguments(parser):
                         help="where to write the table (default: standard output)")
     parser.add_argument("--format", choices=("csv", "json"),
                         help="table format (default: from the output's extension, else "
-                        "csv)")
+                        "csv); columns: utterance, token, symbol, id, start_frame, "
+                        "end_frame (exclusive), score, confidence (mean posterior "
+                        "probability of the token on its frames), onset_confidence "
+                        "(posterior probability that it starts within one frame of "
+                        "start_frame)")
 
 
 class _UsageError(Exception):
@@ -316,9 +322,9 @@ def main(args):
     >>> _ = open(os.path.join(d, "t.txt"), "w").write("1 2\\n")
     >>> p = argparse.ArgumentParser(); add_arguments(p)
     >>> main(p.parse_args([os.path.join(d, "e.npy"), os.path.join(d, "t.txt")]))
-    utterance,token,symbol,id,start_frame,end_frame,score
-    0,0,1,1,0,1,-1.098612
-    0,1,2,2,1,4,-3.295837
+    utterance,token,symbol,id,start_frame,end_frame,score,confidence,onset_confidence
+    0,0,1,1,0,1,-1.098612,0.666667,0.933333
+    0,1,2,2,1,4,-3.295837,0.466667,0.6
     0
     """
     try:
