@@ -28,7 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import _core
-from .._layout import BAND_PAD, ELL_MAX_DEGREE, ELL_WIDTHS, INT32_MAX
+from .._layout import BAND_PAD, ELL_MAX_DEGREE, ELL_WIDTHS, INT32_MAX, MAX_BAND
 from .._threads import check_team, get_num_threads
 from .base import Backend, Gradients, KBestPaths, Paths, Posteriors, Samples
 
@@ -106,8 +106,9 @@ WORKSPACES = {
     },
     "posteriors": lambda S, A, K, table, entropy=True: {
         **_FULL_ALPHA(S, A, K, table),
-        "prefix_entropy": ("double", table(0) if entropy else 1, "table"),
-        "rows": ("double", 10 * S + 2 * A),
+        "prefix_entropy": ("double", table(BAND_PAD) + BAND_PAD if entropy else 1,
+                           "table"),
+        "rows": ("double", max(10 * S + 2 * A, 2 * MAX_BAND * S + 11 * S + 5 * BAND_PAD)),
     },
 }
 
@@ -569,6 +570,8 @@ class CPUBackend(Backend):
         if size and frames:
             run = _Run(p, self._settings["serial_work"])
             D, band_weight, cap = self._full_alpha_inputs(p)
+            grad_band = (np.zeros_like(band_weight) if gradients and D
+                         else _zero_strides(size, 1, dtype))
             w = run.workspaces("posteriors", cap, entropy=entropy)
             self.kernel(f"posteriors_{_DTYPE_NAME[dtype]}")(
                 p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.tokens,
@@ -576,9 +579,11 @@ class CPUBackend(Backend):
                 self._weight_view(p), p.start, p.final, D, band_weight,
                 w["alpha"], w["work"], w["kwork"], w["bp_scratch"],
                 w["prefix_entropy"], w["rows"], cap, entropy, gradients,
-                num_tokens is not None, onsets, H, g_em, g_weight, g_start, g_final,
-                occupancy, onset, scores, run.num_threads,
+                num_tokens is not None, onsets, H, g_em, g_weight, grad_band, g_start,
+                g_final, occupancy, onset, scores, run.num_threads,
             )  # fmt: skip
+            if gradients and D:
+                g_arc[...] = gb.arc_values(grad_band)
         tokens = (occupancy if num_tokens is not None else None,
                   onset if onsets else None)
         return Posteriors(scores, H if entropy else None, *grads, *tokens)
