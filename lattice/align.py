@@ -349,7 +349,7 @@ def _min_frames_message(graph_name, target, frames, scores):
 
 
 def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, *,
-                 wildcard_column=None, **options):
+                 wildcard_column=None, confidence=True, **options):
     """Best alignment of every transcript, as one row per transcript symbol.
 
     Parameters
@@ -370,6 +370,10 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, *,
         ``blank``) and use it as the wildcard, class ``C``; ``penalty`` then defaults
         to :data:`DEFAULT_WILDCARD_PENALTY` (log 0.1). Default None: the wildcard is
         ``options["wildcard"]``, a class of the model (e.g. a garbage class).
+    confidence : bool, default True
+        Compute each row's ``confidence`` and ``onset_confidence`` (one
+        :func:`lattice.token_posteriors` pass, see Notes); False leaves them None
+        and costs only the Viterbi pass.
     **options
         Passed to the builder, e.g. ``blank=0`` for ``"ctc"``; ``wildcard=``,
         ``blank=``, ``penalty=``, ``gaps=`` for ``"star"``. Unknown names raise
@@ -427,11 +431,11 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, *,
     b 3 4
     """
     return align_utterances(emissions, targets, lengths, graph, symbols, wildcard_column,
-                            options)
+                            options, confidence=confidence)
 
 
 def align_utterances(emissions, targets, lengths=None, graph="ctc", symbols=None,
-                     wildcard_column=None, options=None, where=None):
+                     wildcard_column=None, options=None, where=None, *, confidence=True):
     """:func:`forced_align` with the builder options as a dict and named utterances.
 
     The same alignment, rows and errors as :func:`forced_align`; two differences make
@@ -441,7 +445,7 @@ def align_utterances(emissions, targets, lengths=None, graph="ctc", symbols=None
 
     Parameters
     ----------
-    emissions, targets, lengths, graph, symbols, wildcard_column
+    emissions, targets, lengths, graph, symbols, wildcard_column, confidence
         As for :func:`forced_align`.
     options : dict of str to object, optional
         The builder's options (:func:`forced_align`'s ``**options``).
@@ -465,6 +469,8 @@ def align_utterances(emissions, targets, lengths=None, graph="ctc", symbols=None
     >>> e = np.log(np.full((1, 2, 3), 1 / 3))
     >>> align_utterances(e, [[1, 2]], options={"blank": 0})[1].start_frame
     1
+    >>> align_utterances(e, [[1, 2]], confidence=False)[0].confidence is None
+    True
     >>> align_utterances(e, [[1, 1]], where=lambda b: f"text.txt, line {b + 1}")
     Traceback (most recent call last):
     ...
@@ -528,19 +534,22 @@ def align_utterances(emissions, targets, lengths=None, graph="ctc", symbols=None
             raise AlignmentError(f"{where(b)}: " + _min_frames_message(
                 graph, target, int(n_frames[b]), arr[b]))
     # the confidences: one forward-backward pass over the same problem
-    post = token_posteriors(arr, graphs, lengths, onsets=True)
+    post = token_posteriors(arr, graphs, lengths, onsets=True) if confidence else None
     rows = []
     for b, target in enumerate(targets):
-        n = int(post.lengths[b])
         for token, start, end in ali.segments(b):
             c = int(target[token])
             score = float(arr[b, start:end, c].sum())
             name = str(symbols[c]) if symbols is not None else str(c)
-            occupancy = post.occupancy[b, start:end, token].mean(dtype=np.float64)
-            onset = post.onsets[b, max(start - 1, 0):min(start + 2, n), token].sum(
-                dtype=np.float64)
+            occupancy = onset = None
+            if post is not None:
+                n = int(post.lengths[b])
+                occupancy = _probability(
+                    post.occupancy[b, start:end, token].mean(dtype=np.float64))
+                onset = _probability(post.onsets[b, max(start - 1, 0):min(start + 2, n),
+                                                 token].sum(dtype=np.float64))
             rows.append(AlignedToken(b, int(token), name, c, int(start), int(end), score,
-                                     _probability(occupancy), _probability(onset)))
+                                     occupancy, onset))
     return rows
 
 

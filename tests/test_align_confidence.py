@@ -214,3 +214,32 @@ def test_one_token_posteriors_call_on_the_viterbi_problem(monkeypatch):
     assert calls == []
     # empty transcripts: no rows, no tokens
     assert forced_align(lp, [[], []]) == []
+
+
+def test_confidence_false_skips_the_posterior_pass(monkeypatch):
+    align_module = align
+    e = np.log(np.array([[[.1, .8, .1], [.1, .8, .1], [.8, .1, .1], [.1, .1, .8]]]))
+    with_conf = align_module.forced_align(e, [[1, 2]])
+    calls = []
+    monkeypatch.setattr(align_module, "token_posteriors",
+                        lambda *a, **k: calls.append(1))
+    rows = align_module.forced_align(e, [[1, 2]], confidence=False)
+    assert not calls
+    assert [r.confidence for r in rows] == [None, None]
+    assert [r.onset_confidence for r in rows] == [None, None]
+    assert [r[:7] for r in rows] == [r[:7] for r in with_conf]
+
+
+def test_cli_no_confidence_leaves_the_columns_empty(tmp_path):
+    import subprocess
+    import sys
+
+    e = np.log(np.array([[.1, .8, .1], [.1, .8, .1], [.8, .1, .1], [.1, .1, .8]]))
+    np.save(tmp_path / "e.npy", e)
+    (tmp_path / "t.txt").write_text("1 2\n")
+    out = subprocess.run([sys.executable, "-m", "lattice", "align", "e.npy", "t.txt",
+                          "--no-confidence"], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    rows = list(csv.DictReader(out.splitlines()))
+    assert [r["confidence"] for r in rows] == ["", ""]
+    assert [r["onset_confidence"] for r in rows] == ["", ""]

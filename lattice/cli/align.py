@@ -130,6 +130,9 @@ def add_arguments(parser):
                         "bare word")
     parser.add_argument("--log-softmax", action="store_true",
                         help="normalise the emissions with log_softmax first (for logits)")
+    parser.add_argument("--no-confidence", dest="confidence", action="store_false",
+                        help="leave the confidence columns empty and skip the "
+                        "posterior pass that computes them (the Viterbi pass alone)")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="where to write the table (default: standard output)")
     parser.add_argument("--format", choices=("csv", "json"),
@@ -490,4 +493,5 @@ def _run(args):
                                       "it")
     return align_utterances(emissions, [ids for ids, _ in parsed], lengths, args.graph,
                             names, column, options,
-                            where=lambda b: f"{args.transcripts}, line {b + 1}")
+                            where=lambda b: f"{args.transcripts}, line {b + 1}",
+                            confidence=args.confidence)
