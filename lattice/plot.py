@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_lattice", "plot_losses", "plot_posteriors", "pyplot"]
+__all__ = ["plot_lattice", "plot_losses", "plot_paths", "plot_posteriors", "pyplot"]
 
 
 def pyplot():
@@ -126,6 +126,104 @@ def plot_posteriors(posteriors, path=None, ax=None, symbols=None, title=None):
         ax.set_title(title)
     return ax
 
+
+
+def plot_paths(posteriors, paths, ax=None, symbols=None, title=None, labels=None,
+               spread=0.5, color=None, alpha=None):
+    """Heat map of per-frame class probabilities with several alignments on top.
+
+    Draws what :func:`plot_posteriors` draws, then one line per path: the n best
+    alignments of :func:`lattice.kbest` (``KBest.labels[b]``), paths drawn by
+    :func:`lattice.sample` (``Samples.labels[b]``), or any others. Path ``i`` is
+    shifted vertically by the ``i``-th of ``N`` evenly spaced offsets in
+    ``[-spread / 2, spread / 2]``, so paths that share frames stay apart (and a
+    path drawn many times shows as a thick band).
+
+    Parameters
+    ----------
+    posteriors : array_like or Tensor, shape (T, C)
+        Per-frame probabilities, as in :func:`plot_posteriors`.
+    paths : array_like of int, shape (N, T), or (T,) for one path
+        The class of each frame along each path; negative entries (past the length,
+        or a path that does not exist, as ``kbest`` pads them) are not drawn, and a
+        path with no frame left is skipped.
+    ax : matplotlib Axes, optional
+    symbols : sequence of str, optional
+        Names of the C classes (tick labels).
+    title : str, optional
+    labels : sequence of str, optional
+        One legend entry per path (none by default).
+    spread : float >= 0, default 0.5
+        The range of the vertical offsets, in classes (0 draws every path on its
+        classes).
+    color : matplotlib color, optional
+        One colour for every path (default: a colour per path, from ``tab10``).
+    alpha : float, optional
+        The opacity of the path lines.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is missing.
+    TypeError
+        If ``posteriors`` does not hold real numbers or ``paths`` not integers.
+    ValueError
+        If the shapes of ``posteriors``, ``paths``, ``symbols`` or ``labels``
+        disagree, a path holds a class ``>= C``, or ``spread`` is negative.
+
+    Examples
+    --------
+    The three best CTC alignments of ``ab`` over 6 frames:
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import numpy as np, lattice
+    >>> from lattice.plot import plot_paths
+    >>> lp = np.log(np.random.default_rng(0).dirichlet(np.ones(3), size=6))
+    >>> best = lattice.kbest(lp[None], lattice.build("ctc", [1, 2]), 3)
+    >>> ax = plot_paths(np.exp(lp), best.labels[0], symbols="_ab",
+    ...                 labels=["1st", "2nd", "3rd"])
+    >>> [line.get_label() for line in ax.get_lines()]
+    ['1st', '2nd', '3rd']
+    """
+    post = _as_2d("posteriors", posteriors)
+    frames, classes = post.shape
+    arr = np.asarray(paths)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != frames:
+        raise ValueError(
+            f"paths must have shape (N, {frames}) or ({frames},), got {np.shape(paths)}"
+        )
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise TypeError(f"paths must hold class ids (integers), got dtype {arr.dtype}")
+    if arr.size and arr.max() >= classes:
+        raise ValueError(f"paths hold class {int(arr.max())}, but there are {classes}")
+    count = arr.shape[0]
+    if labels is not None:
+        labels = [str(label) for label in labels]
+        if len(labels) != count:
+            raise ValueError(f"labels must name all {count} paths, got {len(labels)}")
+    spread = float(spread)
+    if not spread >= 0:
+        raise ValueError(f"spread must be >= 0, got {spread}")
+    ax = plot_posteriors(post, ax=ax, symbols=symbols, title=title)
+    offsets = (np.linspace(-spread / 2, spread / 2, count) if count > 1
+               else np.zeros(count))
+    cycle = pyplot().get_cmap("tab10")
+    for i, path in enumerate(arr):
+        t = np.flatnonzero(path >= 0)
+        if not t.size:
+            continue
+        ax.step(t, path[t] + offsets[i], where="mid", linewidth=1.2, alpha=alpha,
+                color=cycle(i % 10) if color is None else color,
+                label=labels[i] if labels is not None else "_nolegend_")
+    if labels is not None and count:
+        ax.legend(loc="upper right", fontsize="small")
+    return ax
 
 def _useful_states(graph, frames):
     """Boolean (T, S): states on some complete path of ``frames`` frames."""

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 
 import lattice  # noqa: E402
-from lattice.plot import plot_lattice, plot_losses, plot_posteriors  # noqa: E402
+from lattice.plot import plot_lattice, plot_losses, plot_paths, plot_posteriors  # noqa: E402
 from reference import enumerate_paths  # noqa: E402
 
 
@@ -50,6 +50,52 @@ def test_posteriors_skip_padding_and_accept_tensors():
     dots = ax.get_lines()[1]
     np.testing.assert_array_equal(dots.get_xdata(), [0, 1, 2, 3])
 
+
+
+def test_paths_draw_each_path_over_the_posteriors(tmp_path):
+    lp = _log_probs(8, 3, seed=2)
+    graph = lattice.build("ctc", [1, 2])
+    best = lattice.kbest(lp[None], [graph], 4)
+    ax = plot_paths(np.exp(lp), best.labels[0], symbols="_ab", title="4 best",
+                    labels=["1", "2", "3", "4"], spread=0.6)
+    (image,) = ax.get_images()
+    np.testing.assert_allclose(image.get_array(), np.exp(lp).T)
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["1", "2", "3", "4"]
+    offsets = np.linspace(-0.3, 0.3, 4)
+    for line, labels, offset in zip(lines, best.labels[0], offsets):
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(8))
+        np.testing.assert_allclose(line.get_ydata(), labels + offset)
+    assert len({tuple(line.get_color()) for line in lines}) == 4
+    assert ax.get_legend() is not None and ax.get_title() == "4 best"
+    ax.figure.savefig(tmp_path / "paths.png")
+    assert (tmp_path / "paths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paths_skip_padding_missing_paths_and_take_one_path():
+    lp = _log_probs(5, 3)
+    # a segmentation of 2 symbols over 3 frames has 2 paths: the 3rd is padding
+    best = lattice.kbest(lp[None, :3], [lattice.build("segmentation", [1, 2])], 3)
+    paths = np.full((3, 5), -1)
+    paths[:, :3] = best.labels[0]
+    fig, ax = plt.subplots()
+    assert plot_paths(np.exp(lp), paths, ax=ax, spread=0, color="white", alpha=0.5) is ax
+    lines = ax.get_lines()
+    assert len(lines) == 2 and ax.get_legend() is None
+    for line, labels in zip(lines, best.labels[0]):
+        np.testing.assert_array_equal(line.get_xdata(), [0, 1, 2])
+        np.testing.assert_array_equal(line.get_ydata(), labels)
+        assert line.get_color() == "white" and line.get_alpha() == 0.5
+    (line,) = plot_paths(np.exp(lp), [0, 1, 1, 2, 0]).get_lines()
+    np.testing.assert_array_equal(line.get_ydata(), [0, 1, 1, 2, 0])
+
+
+def test_paths_of_samples_match_their_labels():
+    lp = _log_probs(7, 3, seed=5)
+    drawn = lattice.sample(lp[None], [lattice.build("ctc", [2, 1])], 6, seed=0)
+    ax = plot_paths(np.exp(lp), drawn.labels[0], spread=0.5)
+    ys = np.array([line.get_ydata() for line in ax.get_lines()])
+    np.testing.assert_allclose(ys - np.linspace(-0.25, 0.25, 6)[:, None], drawn.labels[0])
 
 def _useful_by_enumeration(graph, frames):
     useful = set()
@@ -98,6 +144,12 @@ def test_losses():
         (lambda: plot_posteriors(np.ones((2, 2)), path=[0, 2]), ValueError, "class 2"),
         (lambda: plot_posteriors(np.ones((2, 2)), symbols="abc"), ValueError, "all 2 classes"),
         (lambda: plot_posteriors(np.array([["a"]])), TypeError, "real numbers"),
+        (lambda: plot_paths(np.ones((4, 2)), [[0, 1]]), ValueError, "paths must have shape"),
+        (lambda: plot_paths(np.ones((2, 2)), [[0, 2]]), ValueError, "class 2"),
+        (lambda: plot_paths(np.ones((2, 2)), [[0.5, 1.0]]), TypeError, "integers"),
+        (lambda: plot_paths(np.ones((2, 2)), [[0, 1]], labels=["a", "b"]), ValueError,
+         "all 1 paths"),
+        (lambda: plot_paths(np.ones((2, 2)), [[0, 1]], spread=-1), ValueError, "spread"),
         (lambda: plot_lattice([1, 2], np.zeros((3, 3))), TypeError, "lattice.Graph"),
         (lambda: plot_lattice(lattice.build("ctc", [4]), np.zeros((3, 3))), ValueError,
          "label 4"),
