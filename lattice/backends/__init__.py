@@ -1,9 +1,10 @@
 """Backends: the code that computes, one per kind of array.
 
-:mod:`lattice.engine` validates the inputs of :func:`lattice.forward`,
-:func:`lattice.forward_backward` and :func:`lattice.viterbi` into a
-:class:`~lattice.backends.base.Problem` and hands it to the backend that owns the
-emissions' array type: numpy arrays go to the ``cpu`` backend
+:mod:`lattice.problem` validates the inputs of :func:`lattice.forward`,
+:func:`lattice.forward_backward`, :func:`lattice.viterbi` and the alignment
+distribution (:func:`lattice.sample`, :func:`lattice.kbest`, :func:`lattice.entropy`,
+:func:`lattice.token_posteriors`) into a :class:`~lattice.backends.base.Problem`,
+which the front end hands to the backend that owns the emissions' array type: numpy arrays go to the ``cpu`` backend
 (:mod:`lattice.backends.cpu`, the compiled kernels). A backend is a
 :class:`~lattice.backends.base.Backend`; adding one (a GPU backend for CuPy arrays,
 say) is a :func:`register_backend` call, and the engine does not change. Backends

@@ -1,11 +1,15 @@
 """What the engine hands a backend, and what a backend must compute.
 
-The engine (``lattice/engine.py``) validates the user's inputs once into a
-:class:`Problem`: arrays in the form every backend reads, nothing backend-specific.
+The front ends (``lattice/engine.py``, ``lattice/distribution.py``) validate the
+user's inputs once into a :class:`Problem` (``lattice/problem.py``): arrays in the
+form every backend reads, nothing backend-specific.
 A backend turns a problem into numbers: it owns the buffers, the choice of kernels
 and their calls. A new backend (another device, another kernel family) subclasses
 :class:`Backend`, implements its methods on its own array type, and is registered
-with :func:`lattice.backends.register_backend`; nothing in the engine changes.
+with :func:`lattice.backends.register_backend`; nothing in the engine changes. A
+backend may leave the alignment distribution (:meth:`Backend.sample`,
+:meth:`Backend.kbest`, :meth:`Backend.posteriors`) out: the base class raises
+``NotImplementedError`` naming the backend and what it lacks.
 """
 
 from __future__ import annotations
