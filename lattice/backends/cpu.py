@@ -509,21 +509,24 @@ class CPUBackend(Backend):
         size, frames, _ = p.emissions.shape
         dtype = p.emissions.dtype
         gb = p.batch
+        T = int(p.lengths.max(initial=0))
+        cap = self.ell_cap(gb) if self._band_weight(p) is None else 0
+        extra = {"k": k, "T": T, "degree": max(gb.max_in_degree, 1)}
+        # checked before the outputs are allocated: they alone take 12 k T bytes per
+        # example, so a k beyond the search's int32 indexes must fail at once
+        size_ = _oversized(WORKSPACES["kbest"](gb.max_states, gb.max_arcs, cap,
+                                                lambda pad: 0, **extra))
+        if size_ is not None:
+            raise ValueError(
+                f"k = {k} is too large for these inputs: the k-best search over "
+                f"{T} frames would need a workspace of {size_} entries, beyond "
+                f"what int32 indexes ({INT32_MAX}); ask for fewer paths"
+            )
         scores = np.full((size, k), -np.inf, dtype=dtype)
         paths = np.full((3, size, k, frames), -1, dtype=np.int32)
         if size and frames:
             run = _Run(p, self._settings["serial_work"])
             D, band_weight, cap = self._full_alpha_inputs(p)
-            T = int(p.lengths.max(initial=0))
-            extra = {"k": k, "T": T, "degree": max(gb.max_in_degree, 1)}
-            size_ = _oversized(WORKSPACES["kbest"](gb.max_states, gb.max_arcs, cap,
-                                                    lambda pad: 0, **extra))
-            if size_ is not None:
-                raise ValueError(
-                    f"k = {k} is too large for these inputs: the k-best search over "
-                    f"{T} frames would need a workspace of {size_} entries, beyond "
-                    f"what int32 indexes ({INT32_MAX}); ask for fewer paths"
-                )
             w = run.workspaces("kbest", cap, **extra)
             best = np.empty(size, dtype=dtype)
             self.kernel(f"kbest_{_DTYPE_NAME[dtype]}")(
