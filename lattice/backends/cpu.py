@@ -38,7 +38,7 @@ __all__ = ["CPUBackend", "WORKSPACES"]
 _DTYPE_NAME = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
 
-def _FULL_ALPHA(S, A, K, table):
+def _full_alpha_rows(S, A, K, table):
     """The workspace of _full_alpha_* (the distribution kernels): a stored alpha
     table and the scratch of either general recursion (ELL or CSR)."""
     return {
@@ -50,11 +50,13 @@ def _FULL_ALPHA(S, A, K, table):
 
 
 # Per-thread workspace rows of each kernel, in values of the given kind ("float":
-# the emissions' dtype, "int32", "uint8", "bp": the backpointer dtype), as functions
-# of S = S_max, A = A_max, K = the ELL cap (0: CSR loops) and table(pad) = the
-# largest lengths[b] * (num_states[b] + pad) of the batch. Rows marked "table" are
-# indexed with int64 in the kernels; every other row must be int32-indexable. The
-# kernel docstrings in _core.pyx.tp describe the same rows.
+# the emissions' dtype, "double", "int32", "uint8", "bp": the backpointer dtype), as
+# functions of S = S_max, A = A_max, K = the ELL cap (0: CSR loops), table(pad) = the
+# largest lengths[b] * (num_states[b] + pad) of the batch, and the keyword sizes a
+# kernel takes besides (kbest: k, T and the in-degree; posteriors: whether the
+# entropy's table is needed). Rows marked "table" are indexed with int64 in the
+# kernels; every other row must be int32-indexable. The kernel docstrings in
+# _core.pyx.tp and _dist.pxi.tp describe the same rows.
 WORKSPACES = {
     "forward_banded": lambda S, A, K, table: {
         "scratch": ("float", 2 * (S + BAND_PAD)),
@@ -88,14 +90,14 @@ WORKSPACES = {
     },
     # the alignment distribution (_dist.pxi.tp): a full alpha table, then a walk
     "sample": lambda S, A, K, table: {
-        **_FULL_ALPHA(S, A, K, table),
+        **_full_alpha_rows(S, A, K, table),
         "draws": ("double", max(S, A)),
     },
     # k paths of frames T; the arenas of the recursive enumeration (sizes as the
     # kernel's docstring gives them: at most one new node and path per frame and
     # path, path lists in doubling blocks, one candidate per predecessor group)
     "kbest": lambda S, A, K, table, k=1, T=1, degree=1: {
-        **_FULL_ALPHA(S, A, K, table),
+        **_full_alpha_rows(S, A, K, table),
         "node_of": ("int32", table(0), "table"),
         "nodes": ("int32", 8 * (1 + (k - 1) * T)),
         "path_scores": ("float", k + 2 + 8 * (k - 1) * (T + 1)),
@@ -105,7 +107,7 @@ WORKSPACES = {
         "stack": ("int32", T + 2),
     },
     "posteriors": lambda S, A, K, table, entropy=True: {
-        **_FULL_ALPHA(S, A, K, table),
+        **_full_alpha_rows(S, A, K, table),
         "prefix_entropy": ("double", table(BAND_PAD) + BAND_PAD if entropy else 1,
                            "table"),
         "rows": ("double", max(10 * S + 2 * A, 2 * MAX_BAND * S + 11 * S + 5 * BAND_PAD)),
@@ -510,7 +512,7 @@ class CPUBackend(Backend):
         dtype = p.emissions.dtype
         gb = p.batch
         T = int(p.lengths.max(initial=0))
-        cap = self.ell_cap(gb) if self._band_weight(p) is None else 0
+        D, band_weight, cap = self._full_alpha_inputs(p)
         extra = {"k": k, "T": T, "degree": max(gb.max_in_degree, 1)}
         # checked before the outputs are allocated: they alone take 12 k T bytes per
         # example, so a k beyond the search's int32 indexes must fail at once
@@ -526,7 +528,6 @@ class CPUBackend(Backend):
         paths = np.full((3, size, k, frames), -1, dtype=np.int32)
         if size and frames:
             run = _Run(p, self._settings["serial_work"])
-            D, band_weight, cap = self._full_alpha_inputs(p)
             w = run.workspaces("kbest", cap, **extra)
             best = np.empty(size, dtype=dtype)
             self.kernel(f"kbest_{_DTYPE_NAME[dtype]}")(
