@@ -261,22 +261,24 @@ def lattice_score(
     """
     sr = get_semiring(semiring).name
     _check_nan(nan)
-    inputs, graph, lengths = _graph_op_inputs(
-        emissions, graphs, lengths,
-        (("frame_weights", frame_weights), ("arc_weights", arc_weights),
-         ("start_weights", start_weights), ("final_weights", final_weights)),
-    )  # fmt: skip
+    inputs, graph, lengths = _graph_op_inputs(emissions, graphs, lengths, frame_weights,
+                                              arc_weights, start_weights, final_weights)
     return _torch_ops.graph_score(
         *inputs, graph, isinstance(graphs, Graph), lengths, sr, _needs_grad(*inputs), nan
     )
 
 
-def _graph_op_inputs(emissions, graphs, lengths, weights):
-    """The checked inputs of a graph op: the packed graphs, lengths, and the
-    emissions and weights (a tensor given twice gets a view, which torch.compile
-    needs for an autograd.Function)."""
+def _graph_op_inputs(emissions, graphs, lengths, frame_weights, arc_weights,
+                     start_weights, final_weights):
+    """The checked inputs of a graph op: the emissions and weights (a tensor given
+    twice gets a view, which torch.compile needs for an autograd.Function), the
+    packed graphs and the lengths."""
     _check_emissions(emissions)
-    weights = tuple(_optional_tensor(name, t) for name, t in weights)
+    weights = tuple(
+        _optional_tensor(name, t)
+        for name, t in (("frame_weights", frame_weights), ("arc_weights", arc_weights),
+                        ("start_weights", start_weights), ("final_weights", final_weights))
+    )  # fmt: skip
     if torch.compiler.is_compiling() and not isinstance(graphs, (Graph, GraphBatch)):
         raise TypeError(
             "under torch.compile, graphs must be a GraphBatch (build it once, outside "
@@ -363,11 +365,8 @@ def alignment_entropy(
     True
     """
     _check_nan(nan)
-    inputs, graph, lengths = _graph_op_inputs(
-        emissions, graphs, lengths,
-        (("frame_weights", frame_weights), ("arc_weights", arc_weights),
-         ("start_weights", start_weights), ("final_weights", final_weights)),
-    )  # fmt: skip
+    inputs, graph, lengths = _graph_op_inputs(emissions, graphs, lengths, frame_weights,
+                                              arc_weights, start_weights, final_weights)
     return _torch_ops.graph_entropy(
         *inputs, graph, isinstance(graphs, Graph), lengths, _needs_grad(*inputs), nan
     )

@@ -141,6 +141,24 @@ def _every_frame(array, frames, writeable=True):
     )
 
 
+def _zero_gradients(problem):
+    """Zero gradients of every input, as the kernels add to them: (emissions, arc
+    weights as returned, arc weights as the general kernels index them [b, t, a],
+    start, final)."""
+    size, frames, classes = problem.emissions.shape
+    dtype = problem.emissions.dtype
+    gb = problem.batch
+    emissions = np.zeros((size, frames, classes), dtype=dtype)
+    start = np.zeros((size, gb.max_states), dtype=dtype)
+    final = np.zeros((size, gb.max_states), dtype=dtype)
+    if problem.time_dependent:
+        arcs = indexed = np.zeros((size, frames, gb.max_arcs), dtype=dtype)
+    else:
+        arcs = np.zeros((size, gb.max_arcs), dtype=dtype)
+        indexed = _every_frame(arcs, frames)
+    return emissions, arcs, indexed, start, final
+
+
 def _zero_strides(size, width, dtype, ndim=2):
     """A writeable placeholder of shape (size, width) (or (size, 1, width)) whose
     every element is one value: for the arrays a kernel takes but is told not to
@@ -372,14 +390,7 @@ class CPUBackend(Backend):
         dtype = p.emissions.dtype
         gb = p.batch
         scores = np.empty(size, dtype=dtype)
-        grad_emissions = np.zeros((size, frames, classes), dtype=dtype)
-        grad_start = np.zeros((size, gb.max_states), dtype=dtype)
-        grad_final = np.zeros((size, gb.max_states), dtype=dtype)
-        if p.time_dependent:
-            arc_grad = grad_weight = np.zeros((size, frames, gb.max_arcs), dtype=dtype)
-        else:
-            arc_grad = np.zeros((size, gb.max_arcs), dtype=dtype)
-            grad_weight = _every_frame(arc_grad, frames)
+        grad_emissions, arc_grad, grad_weight, grad_start, grad_final = _zero_gradients(p)
         if size:
             run = _Run(p, self._settings["serial_work"])
             band_weight = self._band_weight(p)
@@ -552,14 +563,7 @@ class CPUBackend(Backend):
         H = np.zeros(size, dtype=dtype)
         grads = [None] * 4
         if gradients:
-            g_em = np.zeros((size, frames, classes), dtype=dtype)
-            g_start = np.zeros((size, gb.max_states), dtype=dtype)
-            g_final = np.zeros((size, gb.max_states), dtype=dtype)
-            if p.time_dependent:
-                g_arc = g_weight = np.zeros((size, frames, gb.max_arcs), dtype=dtype)
-            else:
-                g_arc = np.zeros((size, gb.max_arcs), dtype=dtype)
-                g_weight = _every_frame(g_arc, frames)
+            g_em, g_arc, g_weight, g_start, g_final = _zero_gradients(p)
             grads = [g_em, g_arc, g_start, g_final]
         else:
             g_em = g_weight = _zero_strides(size, 1, dtype, 3)
