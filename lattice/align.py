@@ -399,14 +399,14 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, *,
 
     Notes
     -----
-    The best path is :func:`lattice.viterbi`'s; the confidences come from one call
-    of :func:`lattice.token_posteriors` on the same emissions, graphs and lengths (a
+    The best path is :func:`lattice.viterbi`'s; the confidences come from
+    :func:`lattice.token_posteriors` on the same emissions, graphs and lengths (a
     forward-backward pass, which takes several times as long as the Viterbi pass;
-    on 32 CTC utterances of 400 frames and 60 symbols, 60 ms against 5). It holds two
-    (B, T, K) arrays in the emissions' dtype, K the longest transcript: 2 B T K
-    values, e.g. 2 x 100 x 1000 x 100 x 8 bytes = 160 MB for 100 float64 utterances
-    of 1000 frames and 100 symbols. Align a large corpus in batches of utterances
-    (the rows of separate calls are the same, bar the ``utterance`` index).
+    on 32 CTC utterances of 400 frames and 60 symbols, 60 ms against 5). Its two
+    (b, T, K) arrays (K the longest transcript of the b utterances) are computed for
+    groups of utterances of at most :data:`CONFIDENCE_CHUNK_BYTES` together (one
+    utterance at least), so a large corpus needs no more memory than that; the
+    results do not depend on the grouping.
 
     Examples
     --------
@@ -533,24 +533,53 @@ def align_utterances(emissions, targets, lengths=None, graph="ctc", symbols=None
         if not np.isfinite(ali.score[b]):
             raise AlignmentError(f"{where(b)}: " + _min_frames_message(
                 graph, target, int(n_frames[b]), arr[b]))
-    # the confidences: one forward-backward pass over the same problem
-    post = token_posteriors(arr, graphs, lengths, onsets=True) if confidence else None
+    if confidence:
+        confidences = _confidences(arr, graphs, n_frames, ali)
+    else:
+        confidences = [[(None, None)] * int(ali.num_segments[b]) for b in range(size)]
     rows = []
     for b, target in enumerate(targets):
-        for token, start, end in ali.segments(b):
+        for (token, start, end), conf in zip(ali.segments(b), confidences[b]):
             c = int(target[token])
             score = float(arr[b, start:end, c].sum())
             name = str(symbols[c]) if symbols is not None else str(c)
-            occupancy = onset = None
-            if post is not None:
-                n = int(post.lengths[b])
-                occupancy = _probability(
-                    post.occupancy[b, start:end, token].mean(dtype=np.float64))
-                onset = _probability(post.onsets[b, max(start - 1, 0):min(start + 2, n),
-                                                 token].sum(dtype=np.float64))
             rows.append(AlignedToken(b, int(token), name, c, int(start), int(end), score,
-                                     occupancy, onset))
+                                     *conf))
     return rows
+
+
+#: the most bytes of token posteriors (occupancy and onsets) that forced_align
+#: computes at once (utterances are grouped to stay under it, one at least)
+CONFIDENCE_CHUNK_BYTES = 64 * 2**20
+
+
+def _confidences(arr, graphs, n_frames, ali):
+    """Per utterance, the (confidence, onset_confidence) of each Viterbi segment,
+    from token_posteriors over groups of utterances of at most
+    CONFIDENCE_CHUNK_BYTES of posteriors."""
+    size, frames, _ = arr.shape
+    per_frame = 2 * arr.dtype.itemsize * frames
+    out = []
+    b0 = 0
+    while b0 < size:
+        b1, widest = b0 + 1, graphs[b0].tokens.max(initial=-1) + 1
+        while b1 < size:
+            wider = max(widest, graphs[b1].tokens.max(initial=-1) + 1)
+            if (b1 + 1 - b0) * wider * per_frame > CONFIDENCE_CHUNK_BYTES:
+                break
+            widest, b1 = wider, b1 + 1
+        post = token_posteriors(arr[b0:b1], graphs[b0:b1], n_frames[b0:b1], onsets=True)
+        for b in range(b0, b1):
+            i, n = b - b0, int(n_frames[b])
+            row = []
+            for token, start, end in ali.segments(b):
+                occupancy = post.occupancy[i, start:end, token].mean(dtype=np.float64)
+                onset = post.onsets[i, max(start - 1, 0):min(start + 2, n), token].sum(
+                    dtype=np.float64)
+                row.append((_probability(occupancy), _probability(onset)))
+            out.append(row)
+        b0 = b1
+    return out
 
 
 def _probability(value):

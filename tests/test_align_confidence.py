@@ -243,3 +243,28 @@ def test_cli_no_confidence_leaves_the_columns_empty(tmp_path):
     rows = list(csv.DictReader(out.splitlines()))
     assert [r["confidence"] for r in rows] == ["", ""]
     assert [r["onset_confidence"] for r in rows] == ["", ""]
+
+
+def test_confidences_do_not_depend_on_how_utterances_are_grouped(monkeypatch):
+    rng = np.random.default_rng(11)
+    e = np.log(rng.dirichlet(np.ones(6), size=(7, 30)))
+    targets = [list(rng.integers(1, 6, size=rng.integers(1, 8))) for _ in range(7)]
+    lengths = [30, 25, 30, 18, 29, 30, 22]
+    whole = align.forced_align(e, targets, lengths)
+    calls = []
+    real = align.token_posteriors
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(align, "token_posteriors", counted)
+    monkeypatch.setattr(align, "CONFIDENCE_CHUNK_BYTES", 1)  # one utterance a call
+    one_by_one = align.forced_align(e, targets, lengths)
+    assert calls == [1] * 7
+    assert one_by_one == whole
+    calls.clear()
+    monkeypatch.setattr(align, "CONFIDENCE_CHUNK_BYTES", 2 * 8 * 30 * 7 * 3)
+    grouped = align.forced_align(e, targets, lengths)
+    assert len(calls) > 1 and sum(calls) == 7
+    assert grouped == whole
