@@ -38,6 +38,7 @@ from .engine import viterbi
 from .registry import UnknownGraphError, build, get_builder
 
 __all__ = [
+    "CONFIDENCE_CHUNK_BYTES",
     "DEFAULT_WILDCARD_PENALTY",
     "WILDCARD_COLUMNS",
     "AlignedToken",
