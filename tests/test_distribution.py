@@ -1283,3 +1283,26 @@ def test_ctc_same_bits_across_kernel_families_and_threads(dtype, weights, parall
             collapsed = [int(v) for i, v in enumerate(labels)
                          if v != 0 and (i == 0 or v != labels[i - 1])]
             assert collapsed == target.tolist()
+
+
+def test_the_counter_based_generator_is_uniform_and_its_streams_independent():
+    from lattice import _core
+
+    n = 200_000
+    draws = np.arange(n, dtype=np.uint64)
+    a, b, again = np.empty(n), np.empty(n), np.empty(n)
+    _core.uniform_draws(12345, 7, draws, a)
+    _core.uniform_draws(12345, 8, draws, b)  # the next sample's stream
+    _core.uniform_draws(12345, 7, draws, again)
+    np.testing.assert_array_equal(a, again)
+    assert a.min() >= 0.0 and a.max() < 1.0
+    # mean and variance of U(0, 1) within 5 standard errors
+    assert abs(a.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
+    assert abs(a.var() - 1 / 12) < 5 * np.sqrt(1 / 180 / n)
+    # equal-width bins, chi-square against uniform; neighbouring streams and
+    # neighbouring draws uncorrelated
+    counts = np.bincount((a * 100).astype(int), minlength=100)
+    expected = n / 100
+    assert ((counts - expected) ** 2 / expected).sum() < chi2_threshold(99)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(n)
+    assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 5 / np.sqrt(n)
