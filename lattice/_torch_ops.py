@@ -73,20 +73,25 @@ def to_numpy(tensor, dtype=None):
 # graphs as one tensor
 # ----------------------------------------------------------------------------------
 
-# the padded arrays of a GraphBatch in a packed graph, after a header of three int64
-# (B, S_max, A_max): the float64 ones first, so that every array stays aligned
+# the padded arrays of a GraphBatch in a packed graph, after a header of four int64
+# (B, S_max, A_max, copies): the float64 ones first, so that every array stays
+# aligned. copies > 1: the batch is one graph used by `copies` examples, stored once
 _PACKED_FIELDS = (("start", np.float64, "S"), ("final", np.float64, "S"),
                   ("weight", np.float64, "A"), ("num_states", np.int32, None),
                   ("num_arcs", np.int32, None), ("labels", np.int32, "S"),
                   ("tokens", np.int32, "S"), ("src", np.int32, "A"),
                   ("dst", np.int32, "A"))  # fmt: skip
-_HEADER_BYTES = 24
+_HEADER_BYTES = 32
 
 
 def pack_graphs(gb):
     """The padded arrays of ``gb`` packed into one 1-D uint8 tensor (a copy: the
-    batch's arrays are read-only, which ``torch.from_numpy`` warns about)."""
-    header = np.array([len(gb), gb.max_states, gb.max_arcs], dtype=np.int64)
+    batch's arrays are read-only, which ``torch.from_numpy`` warns about); a batch of
+    one graph repeated (``gb.shared_graph``) is packed as that graph and its count."""
+    copies = 1
+    if gb.shared_graph is not None:
+        copies, gb = len(gb), batch([gb.shared_graph])
+    header = np.array([len(gb), gb.max_states, gb.max_arcs, copies], dtype=np.int64)
     parts = [header] + [np.ascontiguousarray(getattr(gb, name), dtype)
                         for name, dtype, _ in _PACKED_FIELDS]  # fmt: skip
     # frombuffer, unlike from_numpy, is no TracerWarning under torch.jit.trace
@@ -95,12 +100,13 @@ def pack_graphs(gb):
 
 
 def _unpack_graphs(packed):
-    """The padded arrays of a packed graph, as keyword arguments of from_padded."""
+    """The padded arrays of a packed graph, as keyword arguments of from_padded, and
+    the number of examples its one graph stands for (1: one graph per example)."""
     wrong = ValueError("graph must be a 1-D uint8 tensor made by pack_graphs")
     if packed.ndim != 1 or packed.dtype != np.uint8 or packed.size < _HEADER_BYTES:
         raise wrong
-    size, states, arcs = (int(v) for v in packed[:_HEADER_BYTES].view(np.int64))
-    if min(size, states, arcs) < 0:
+    size, states, arcs, copies = (int(v) for v in packed[:_HEADER_BYTES].view(np.int64))
+    if min(size, states, arcs) < 0 or copies < 1 or (copies > 1 and size != 1):
         raise wrong
     dims = {None: (), "S": (states,), "A": (arcs,)}
     fields = [(name, dtype, (size, *dims[axis])) for name, dtype, axis in _PACKED_FIELDS]
@@ -111,7 +117,7 @@ def _unpack_graphs(packed):
     return {
         name: packed[start:end].view(dtype).reshape(shape)
         for (name, dtype, shape), start, end in zip(fields, ends[:-1], ends[1:])
-    }
+    }, copies
 
 
 _GRAPH_CACHE = OrderedDict()  # (packed bytes, size, shared) -> GraphBatch
@@ -130,7 +136,10 @@ def _graph_batch(graph, size, shared):
         if gb is not None:
             _GRAPH_CACHE.move_to_end(key)
             return gb
-    gb = GraphBatch.from_padded(**_unpack_graphs(packed))
+    fields, copies = _unpack_graphs(packed)
+    gb = GraphBatch.from_padded(**fields)
+    if copies > 1:  # one graph for `copies` examples: a shared batch, stored once
+        gb = batch(gb.graphs * copies)
     if shared:
         if len(gb) != 1:
             raise ValueError(f"a shared graph must hold one graph, got {len(gb)}")

@@ -87,6 +87,14 @@ class GraphBatch:
     targets), or from padded arrays with :meth:`from_padded`. All arrays are
     read-only.
 
+    A batch made from one graph repeated (the same ``Graph`` object for every
+    example, as ``[g] * B`` or a bare ``Graph`` given to the engine) stores that
+    graph once: every array below, and every index and cast made from them, is a
+    zero-stride view of one graph's (``shared_graph`` says which), so a denominator
+    of 300,000 arcs costs its own size, not B times it. Results, gradients included,
+    are those of a batch of copies, bit for bit; gradients to arc weights stay per
+    example (sum them over the batch for the shared graph's).
+
     Attributes
     ----------
     graphs : tuple of Graph
@@ -142,6 +150,11 @@ class GraphBatch:
                 raise TypeError(
                     f"graphs[{i}] must be a lattice.Graph, got {type(g).__name__}"
                 )
+        if len(graphs) > 1 and all(g is graphs[0] for g in graphs):
+            # one graph for every example (a shared denominator, say): stored once
+            self._share(GraphBatch(graphs[:1]), len(graphs))
+            self._set(_graphs=graphs)
+            return
         num_states = np.array([g.num_states for g in graphs], dtype=np.int32)
         num_arcs = np.array([g.num_arcs for g in graphs], dtype=np.int32)
         state_mask = np.arange(num_states.max(initial=0)) < num_states[:, None]
@@ -320,7 +333,42 @@ class GraphBatch:
         else:
             self._set(band=None, band_slot=None, band_arc=None)
         self._set(max_label=int(self.labels.max(initial=-1)) if s_max else -1,
-                  _cast_cache={})
+                  _cast_cache={}, _shared=None)
+
+    def _share(self, one, size):
+        """Make this a batch of ``size`` examples that all use the graph of the
+        one-graph batch ``one``: every array, and every index and cast made from
+        them, is a zero-stride view of ``one``'s, so the graph is stored once and the
+        kernels read the same rows for every example."""
+        def wide(value):
+            if not isinstance(value, np.ndarray):
+                return value
+            return np.broadcast_to(value, (size,) + value.shape[1:])
+
+        self._set(_shared=(one, size), _graphs=None, _csr=None, _cast_cache={},
+                  max_states=one.max_states, max_arcs=one.max_arcs, band=one.band,
+                  max_label=one.max_label)
+        for name in ("num_states", "num_arcs", "labels", "tokens", "start", "final",
+                     "src", "dst", "weight", "band_slot", "band_arc"):
+            self._set(**{name: wide(getattr(one, name))})
+
+    @property
+    def shared_graph(self):
+        """The :class:`Graph` every example uses, stored once, if the batch was made
+        from one graph repeated (the same object) and has more than one example;
+        else None.
+
+        Examples
+        --------
+        >>> import lattice
+        >>> g = lattice.build("ctc", [1, 2])
+        >>> gb = lattice.batch([g] * 64)
+        >>> gb.shared_graph is g, gb.labels.shape, gb.labels.strides
+        (True, (64, 5), (0, 4))
+        >>> lattice.batch([g, lattice.build("ctc", [1, 2])]).shared_graph is None
+        True
+        """
+        return None if self._shared is None else self.graphs[0]
 
     def _set(self, **values):
         """Set attributes from inside the class (``__setattr__`` refuses)."""
@@ -337,10 +385,17 @@ class GraphBatch:
         raise AttributeError(f"GraphBatch is immutable: cannot delete {name!r}")
 
     def __getstate__(self):
+        if self._shared is not None:  # the one graph, not its views
+            return {"_shared": self._shared, "_graphs": self._graphs}
         # the dtype casts are rebuilt when first asked for
         return {k: v for k, v in vars(self).items() if k != "_cast_cache"}
 
     def __setstate__(self, state):
+        if state.get("_shared") is not None:
+            self._share(*state["_shared"])
+            self._set(_graphs=state["_graphs"])
+            return
+
         # unpickled arrays (DataLoader workers, multiprocessing, copy) are fresh,
         # writeable arrays: freeze them again, as _index did
         def frozen(value):
@@ -387,6 +442,11 @@ class GraphBatch:
     def _index_csr(self):
         """(in_ptr, in_arc, out_ptr, out_arc, max_in_degree, max_out_degree),
         computed once."""
+        if self._csr is None and self._shared is not None:
+            one, size = self._shared
+            *indexes, max_in, max_out = one._index_csr()
+            self._set(_csr=tuple(np.broadcast_to(a, (size,) + a.shape[1:])
+                                 for a in indexes) + (max_in, max_out))
         if self._csr is None:
             size = len(self.num_states)
             arc_mask = np.arange(self.max_arcs) < self.num_arcs[:, None]
@@ -442,7 +502,12 @@ class GraphBatch:
         """Return ``(weight, start, final)`` cast to ``dtype`` (cached per dtype)."""
         dtype = np.dtype(dtype)
         cached = self._cast_cache.get(dtype)
-        if cached is None:
+        if cached is None and self._shared is not None:
+            one, size = self._shared
+            cached = tuple(np.broadcast_to(a, (size,) + a.shape[1:])
+                           for a in one.weights_as(dtype))
+            self._cast_cache[dtype] = cached
+        elif cached is None:
             cached = tuple(freeze(a, dtype) for a in (self.weight, self.start, self.final))
             self._cast_cache[dtype] = cached
         return cached
@@ -496,7 +561,12 @@ class GraphBatch:
         self._require_band("band_weights_as")
         dtype = np.dtype(dtype)
         cached = self._cast_cache.get(("band", dtype))
-        if cached is None:
+        if cached is None and self._shared is not None:
+            one, size = self._shared
+            table = one.band_weights_as(dtype)
+            cached = np.broadcast_to(table, (size,) + table.shape[1:])
+            self._cast_cache[("band", dtype)] = cached
+        elif cached is None:
             cached = freeze(self.band_table(self.weights_as(dtype)[0], -np.inf))
             self._cast_cache[("band", dtype)] = cached
         return cached
@@ -539,7 +609,8 @@ def batch(graphs) -> GraphBatch:
     Parameters
     ----------
     graphs : sequence of Graph, or GraphBatch
-        One graph per example. A ``GraphBatch`` is returned unchanged.
+        One graph per example. A ``GraphBatch`` is returned unchanged. One graph
+        object repeated is stored once (:attr:`GraphBatch.shared_graph`).
 
     Returns
     -------

@@ -256,7 +256,8 @@ def test_graph_score_op_validates_the_graph_it_is_given():
         with pytest.raises(LatticeValueError, match="pack_graphs"):
             call(bad)
     broken = packed.clone()
-    labels_at = 24 + 8 * (2 * len(gb) * gb.max_states + len(gb) * gb.max_arcs) + 8 * len(gb)
+    # after the header of four int64, the float64 arrays and num_states, num_arcs
+    labels_at = 32 + 8 * (2 * len(gb) * gb.max_states + len(gb) * gb.max_arcs) + 8 * len(gb)
     broken[labels_at : labels_at + 4] = 255  # the first label becomes -1
     with pytest.raises(LatticeValueError, match="labels of example 0 holds a negative"):
         call(broken)

@@ -396,7 +396,7 @@ class CPUBackend(Backend):
             band_weight = self._band_weight(p)
             if band_weight is not None:
                 w = run.workspaces("forward_backward_banded")
-                grad_band = np.zeros_like(band_weight)
+                grad_band = np.zeros(band_weight.shape, dtype=dtype)  # C order (the input may be a broadcast)
                 self.kernel(f"forward_backward_banded_{_DTYPE_NAME[dtype]}")(
                     p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.band,
                     band_weight, p.start, p.final, w["alpha"], w["scratch"],
@@ -578,7 +578,7 @@ class CPUBackend(Backend):
         if size and frames:
             run = _Run(p, self._settings["serial_work"])
             D, band_weight, cap = self._full_alpha_inputs(p)
-            grad_band = (np.zeros_like(band_weight) if gradients and D
+            grad_band = (np.zeros(band_weight.shape, dtype=dtype) if gradients and D
                          else _zero_strides(size, 1, dtype))
             w = run.workspaces("posteriors", cap, entropy=entropy)
             self.kernel(f"posteriors_{_DTYPE_NAME[dtype]}")(
