@@ -14,7 +14,7 @@ returns one row per transcript symbol: its first and last frame and its score. T
 
 The table has the columns ``utterance, token, symbol, id, start_frame, end_frame,
 score, confidence, onset_confidence`` (``end_frame`` exclusive), as CSV or JSON; the two
-confidences are posterior probabilities (:class:`AlignedToken`), from one call of
+confidences are posterior probabilities (:class:`AlignedToken`), from
 :func:`lattice.token_posteriors`. ``--graph star`` aligns partial transcripts: a
 wildcard absorbs the untranscribed frames (:func:`append_wildcard`).
 """
