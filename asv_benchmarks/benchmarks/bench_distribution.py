@@ -3,11 +3,9 @@ to the two passes it is measured against, one Viterbi and one forward-backward, 
 the same banded CTC graphs and a random general graph of the same size: the ratios
 of one run are the figures of docs/benchmarks.rst."""
 
-import numpy as np
-
 import lattice
 
-from .common import DTYPES, LARGE, THREADS, ctc_graphs, ctc_problem, random_graph_like, set_threads
+from .common import DTYPES, LARGE, THREADS, engine_problem, set_threads
 
 GRAPHS = ["ctc", "random-general"]
 
@@ -18,15 +16,7 @@ class Distribution:
     timeout = 300
 
     def setup(self, shape, graph, dtype, threads):
-        log_probs, targets, _, _ = ctc_problem(shape, dtype)
-        self.emissions = np.ascontiguousarray(np.transpose(log_probs, (1, 0, 2)))
-        if graph == "ctc":
-            self.graphs = ctc_graphs(targets)
-        else:
-            rng = np.random.default_rng(1)
-            S = 2 * targets.shape[1] + 1
-            self.graphs = lattice.batch([random_graph_like(S, log_probs.shape[2], 3, rng)
-                                         for _ in range(targets.shape[0])])
+        self.emissions, self.graphs = engine_problem(shape, graph, dtype)
         set_threads(threads)
 
     def time_viterbi(self, *params):

@@ -7,8 +7,8 @@ import numpy as np
 import lattice
 
 from .common import (
-    DTYPES, GATE, LARGE, SCALING_FRAMES, THREADS, banded_path, ctc_graphs, ctc_problem,
-    random_graph_like, set_threads,
+    DTYPES, GATE, LARGE, SCALING_FRAMES, THREADS, banded_path, ctc_graphs, engine_problem,
+    set_threads,
 )
 
 GRAPHS = ["ctc", "ctc-general-path", "segmentation", "random-general"]
@@ -22,20 +22,7 @@ class Engine:
     timeout = 300
 
     def setup(self, shape, graph, dtype, threads):
-        log_probs, targets, _, _ = ctc_problem(shape, dtype)
-        self.emissions = np.ascontiguousarray(np.transpose(log_probs, (1, 0, 2)))
-        rng = np.random.default_rng(1)
-        if graph.startswith("ctc"):
-            self.graphs = ctc_graphs(targets)
-        elif graph == "segmentation":
-            # as many states as the CTC graph of the same shape
-            self.graphs = lattice.batch([lattice.build("segmentation", np.repeat(t, 2))
-                                         for t in targets])
-        else:
-            S = 2 * targets.shape[1] + 1
-            C = log_probs.shape[2]
-            self.graphs = lattice.batch([random_graph_like(S, C, 3, rng)
-                                         for _ in range(targets.shape[0])])
+        self.emissions, self.graphs = engine_problem(shape, graph, dtype)
         self.general = graph == "ctc-general-path"
         set_threads(threads)
 

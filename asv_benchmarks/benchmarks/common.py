@@ -71,6 +71,24 @@ def ctc_graphs(targets):
     return lattice.batch([lattice.build("ctc", t) for t in targets])
 
 
+def engine_problem(shape, graph, dtype):
+    """(emissions (B, T, C), graphs) of the engine benchmarks for a CTC shape:
+    ``graph`` is "ctc" (or "ctc-general-path", the same graphs), "segmentation"
+    (as many states as the CTC graph) or "random-general" (random_graph_like of
+    as many states, in-degree 3)."""
+    log_probs, targets, _, _ = ctc_problem(shape, dtype)
+    emissions = np.ascontiguousarray(np.transpose(log_probs, (1, 0, 2)))
+    if graph.startswith("ctc"):
+        return emissions, ctc_graphs(targets)
+    if graph == "segmentation":
+        return emissions, lattice.batch([lattice.build("segmentation", np.repeat(t, 2))
+                                         for t in targets])
+    rng = np.random.default_rng(1)
+    S = 2 * targets.shape[1] + 1
+    return emissions, lattice.batch([random_graph_like(S, log_probs.shape[2], 3, rng)
+                                     for _ in range(targets.shape[0])])
+
+
 def banded_path(enabled):
     """A context in which the engine uses (or not) its banded fast path, whatever
     the version of lattice being measured: a cpu backend option since the backend
