@@ -45,12 +45,14 @@ __all__ = [
     "CTCLoss",
     "LatticeTypeError",
     "LatticeValueError",
+    "MMILoss",
     "SegmentationLoss",
     "ViterbiAlignment",
     "ViterbiLoss",
     "alignment_entropy",
     "ctc_loss",
     "lattice_score",
+    "mmi_loss",
     "viterbi_align",
 ]
 
@@ -193,6 +195,7 @@ def lattice_score(
     final_weights=None,
     *,
     nan="raise",
+    checkpoint=None,
 ):
     """Differentiable total score of alignment graphs: log Z (``"log"``) or best (``"max"``).
 
@@ -228,6 +231,11 @@ def lattice_score(
         What a NaN score (NaN or +inf emissions where a graph reads them) does:
         raise the engine's ``FloatingPointError``, or score NaN with NaN gradients
         on that example's frames (the other examples are unaffected).
+    checkpoint : None, bool or int >= 1, optional
+        How the gradients' alpha table is stored, as in
+        :func:`lattice.forward_backward`: by the memory budget (None), with
+        checkpoints (True, or every ``k`` frames) or whole (False). The results
+        are the same.
 
     Returns
     -------
@@ -261,10 +269,12 @@ def lattice_score(
     """
     sr = get_semiring(semiring).name
     _check_nan(nan)
+    code = _torch_ops.checkpoint_code(checkpoint)
     inputs, graph, lengths = _graph_op_inputs(emissions, graphs, lengths, frame_weights,
                                               arc_weights, start_weights, final_weights)
     return _torch_ops.graph_score(
-        *inputs, graph, isinstance(graphs, Graph), lengths, sr, _needs_grad(*inputs), nan
+        *inputs, graph, isinstance(graphs, Graph), lengths, sr, _needs_grad(*inputs), nan,
+        code,
     )
 
 
@@ -392,7 +402,7 @@ class ViterbiAlignment(NamedTuple):
 @torch.compiler.disable
 @torch_errors
 def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weights=None,
-                  final_weights=None):
+                  final_weights=None, *, checkpoint=None):
     """Best alignment of every example, as tensors. Not differentiable.
 
     It returns integer paths of data-dependent sizes, so ``torch.compile`` runs it
@@ -403,6 +413,9 @@ def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weigh
     emissions : Tensor, shape (B, T, C)
     graphs, lengths, arc_weights, start_weights, final_weights
         As in :func:`lattice_score`.
+    checkpoint : None, bool or int >= 1, optional
+        As in :func:`lattice.viterbi`: long inputs keep an alpha row every ``k``
+        frames and recompute the backpointers block by block (the same path).
 
     Returns
     -------
@@ -436,6 +449,7 @@ def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weigh
         arc_weights=numpy("arc_weights", arc_weights),
         start_weights=numpy("start_weights", start_weights),
         final_weights=numpy("final_weights", final_weights),
+        checkpoint=checkpoint,
     )
 
     def ints(a):
@@ -503,11 +517,11 @@ def _loss(score, seq, reduction, zero_infinity):
 
 
 def _sequence_loss(builder, options, log_probs, targets, input_lengths, target_lengths,
-                   reduction, zero_infinity, semiring, nan):
+                   reduction, zero_infinity, semiring, nan, checkpoint=-1):
     seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
     score = _torch_ops.sequence_score(
         seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, builder,
-        options, semiring, _needs_grad(seq.emissions), nan,
+        options, semiring, _needs_grad(seq.emissions), nan, checkpoint,
     )  # fmt: skip
     return _loss(score, seq, reduction, zero_infinity)
 
@@ -528,7 +542,7 @@ def _encode_options(topology, options):
 
 @torch_errors
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
-             reduction="mean", zero_infinity=False, *, nan="propagate"):
+             reduction="mean", zero_infinity=False, *, nan="propagate", checkpoint=None):
     """The CTC loss, a drop-in for :func:`torch.nn.functional.ctc_loss`.
 
     Same signature, defaults, input layouts and reductions as torch's. One deliberate
@@ -561,6 +575,12 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
         and a NaN gradient on its frames, the others are unaffected;
         ``zero_infinity`` does not zero a NaN. ``"raise"`` raises the engine's
         ``FloatingPointError`` naming the examples instead.
+    checkpoint : None, bool or int >= 1, optional
+        How the alpha table of the gradient is stored (see
+        :func:`lattice.forward_backward`): by the memory budget (None, so that a
+        long input checkpoints instead of running out of memory), with checkpoints
+        (True, or every ``k`` frames) or whole (False). The loss and gradient are
+        the same bits.
 
     Returns
     -------
@@ -591,10 +611,11 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     _check_reduction(reduction)
     _check_nan(nan)
     blank = _check_blank(blank)
+    code = _torch_ops.checkpoint_code(checkpoint)
     seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
     score = _torch_ops.ctc_score(
         seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, blank,
-        _needs_grad(seq.emissions), nan,
+        _needs_grad(seq.emissions), nan, code,
     )  # fmt: skip
     return _loss(score, seq, reduction, zero_infinity)
 
@@ -602,8 +623,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
 class CTCLoss(torch.nn.Module):
     """The CTC loss as a module, a drop-in for :class:`torch.nn.CTCLoss`.
 
-    See :func:`ctc_loss` (``nan`` as there); differentiable with respect to
-    ``log_probs``.
+    See :func:`ctc_loss` (``nan`` and ``checkpoint`` as there); differentiable with
+    respect to ``log_probs``.
 
     Examples
     --------
@@ -616,18 +637,22 @@ class CTCLoss(torch.nn.Module):
     """
 
     @torch_errors
-    def __init__(self, blank=0, reduction="mean", zero_infinity=False, *, nan="propagate"):
+    def __init__(self, blank=0, reduction="mean", zero_infinity=False, *, nan="propagate",
+                 checkpoint=None):
         super().__init__()
         _check_reduction(reduction)
         _check_nan(nan)
+        _torch_ops.checkpoint_code(checkpoint)
         self.blank = _check_blank(blank)
         self.reduction = reduction
         self.zero_infinity = zero_infinity
         self.nan = nan
+        self.checkpoint = checkpoint
 
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return ctc_loss(log_probs, targets, input_lengths, target_lengths, self.blank,
-                        self.reduction, self.zero_infinity, nan=self.nan)
+                        self.reduction, self.zero_infinity, nan=self.nan,
+                        checkpoint=self.checkpoint)
 
 
 class SegmentationLoss(torch.nn.Module):
@@ -635,8 +660,8 @@ class SegmentationLoss(torch.nn.Module):
 
     Every frame belongs to one target symbol and the symbols appear in order, each for
     at least ``min_frames`` frames (the ``segmentation`` graph; ``min_frames`` is
-    fixed at construction). Inputs, ``nan`` and dtypes as in :func:`ctc_loss`;
-    differentiable with respect to ``log_probs``.
+    fixed at construction). Inputs, ``nan``, ``checkpoint`` and dtypes as in
+    :func:`ctc_loss`; differentiable with respect to ``log_probs``.
 
     Examples
     --------
@@ -650,10 +675,12 @@ class SegmentationLoss(torch.nn.Module):
 
     @torch_errors
     def __init__(self, min_frames=1, reduction="mean", zero_infinity=False, *,
-                 nan="propagate"):
+                 nan="propagate", checkpoint=None):
         super().__init__()
         _check_reduction(reduction)
         _check_nan(nan)
+        _torch_ops.checkpoint_code(checkpoint)
+        self.checkpoint = checkpoint
         self._min_frames = min_frames
         self._options = _encode_options("segmentation", {"min_frames": min_frames})
         self.reduction = reduction
@@ -669,7 +696,8 @@ class SegmentationLoss(torch.nn.Module):
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return _sequence_loss("segmentation", self._options, log_probs, targets,
                               input_lengths, target_lengths, self.reduction,
-                              self.zero_infinity, "log", self.nan)
+                              self.zero_infinity, "log", self.nan,
+                              _torch_ops.checkpoint_code(self.checkpoint))
 
 
 class ViterbiLoss(torch.nn.Module):
@@ -679,8 +707,8 @@ class ViterbiLoss(torch.nn.Module):
     frame-wise negative log-likelihood along it: minus the sum of ``log_probs`` of the
     labels on the best path (plus the graph's arc weights, zero for the built-in
     topologies). This is the iterate-align-and-train scheme in one step: the gradient
-    is minus the indicator of the best path, which is held fixed. Inputs, ``nan``
-    and dtypes as in :func:`ctc_loss`; ``topology`` is any registered builder
+    is minus the indicator of the best path, which is held fixed. Inputs, ``nan``,
+    ``checkpoint`` and dtypes as in :func:`ctc_loss`; ``topology`` is any registered builder
     (``"ctc"`` by default) and ``options`` its options (None, bools, numbers,
     strings or lists of them), both fixed at construction.
 
@@ -696,10 +724,12 @@ class ViterbiLoss(torch.nn.Module):
 
     @torch_errors
     def __init__(self, topology="ctc", reduction="mean", zero_infinity=False, *,
-                 nan="propagate", **options):
+                 nan="propagate", checkpoint=None, **options):
         super().__init__()
         _check_reduction(reduction)
         _check_nan(nan)
+        _torch_ops.checkpoint_code(checkpoint)
+        self.checkpoint = checkpoint
         if not isinstance(topology, str):
             raise TypeError(f"topology must be a builder name, got {topology!r}")
         self._topology = topology
@@ -723,4 +753,282 @@ class ViterbiLoss(torch.nn.Module):
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return _sequence_loss(self._topology, self._encoded, log_probs, targets,
                               input_lengths, target_lengths, self.reduction,
-                              self.zero_infinity, "max", self.nan)
+                              self.zero_infinity, "max", self.nan,
+                              _torch_ops.checkpoint_code(self.checkpoint))
+
+
+# ----------------------------------------------------------------------------------
+# MMI (CTC-CRF): the CTC numerator of each target against one shared denominator
+# ----------------------------------------------------------------------------------
+
+
+def _denominator_graphs(denominator, size):
+    """``(graphs, shared, one)``: what the graph op takes (``shared``: its one graph
+    serves every example) and the one graph, or None for B different graphs."""
+    if isinstance(denominator, Graph):
+        return denominator, True, denominator
+    if isinstance(denominator, GraphBatch):
+        if len(denominator) == 1:
+            return denominator, True, denominator.graphs[0]
+        if len(denominator) == size:
+            return denominator, False, denominator.shared_graph
+        raise ValueError(
+            f"denominator must be one Graph, or a GraphBatch of 1 or B = {size} graphs "
+            f"(one per example), got a GraphBatch of {len(denominator)}"
+        )
+    raise TypeError(
+        "denominator must be a lattice.Graph (e.g. lattice.build('ctc_denominator', "
+        f"transcripts, num_tokens=...)) or a GraphBatch, got {type(denominator).__name__}"
+    )
+
+
+def _check_mmi_options(ctc_weight, numerator_lm):
+    """``ctc_weight`` as a float, checked with ``numerator_lm``."""
+    if isinstance(ctc_weight, bool) or not isinstance(ctc_weight, (int, float, np.number)):
+        raise TypeError(f"ctc_weight must be a real number, got {ctc_weight!r}")
+    if not 0 <= float(ctc_weight) < float("inf"):
+        raise ValueError(f"ctc_weight must be finite and >= 0, got {ctc_weight}")
+    if not isinstance(numerator_lm, (bool, np.bool_)):
+        raise TypeError(f"numerator_lm must be a bool, got {numerator_lm!r}")
+    return float(ctc_weight)
+
+
+def _denominator_override(name, tensor, size, one, count, what):
+    """A denominator weight override: (B, n) as given, or (n,) for one graph,
+    broadcast to every example (autograd then sums its gradient over the batch)."""
+    tensor = _optional_tensor(name, tensor)
+    if tensor is None or tensor.dim() == 2:
+        return tensor  # (B, n): the op checks the shape
+    if tensor.dim() != 1:
+        raise ValueError(f"{name} must have shape ({what},) or (B, {what}_max), got "
+                         f"{tuple(tensor.shape)}")
+    if one is None:
+        raise ValueError(f"{name} of shape ({what},) needs one denominator graph; for "
+                         f"a batch of B different graphs give shape (B, {what}_max)")
+    if tensor.shape[0] != count(one):
+        raise ValueError(f"{name} must have shape ({what},) = ({count(one)},), one "
+                         f"value per {'arc' if what == 'A' else 'state'} of the "
+                         f"denominator, got {tuple(tensor.shape)}")
+    return tensor.expand(size, tensor.shape[0])
+
+
+@torch.compiler.disable  # numpy work on the targets
+def _target_emissions(seq, blank, dtype):
+    """One-hot (B, K', C) emissions of one labelling of each target (its tokens, a
+    blank between two equal ones; one blank for an empty target) and their lengths
+    K': the denominator scores them with the weight of the target's labellings."""
+    size, frames, classes = seq.emissions.shape
+    targets, _, _ = _torch_ops._sequences(seq.targets, seq.input_lengths,
+                                          seq.target_lengths, size, frames, classes)
+    labellings = []
+    for t in targets:
+        k = t.shape[0]
+        shift = np.concatenate([[0], np.cumsum(t[1:] == t[:-1])]).astype(np.int64)
+        lab = np.full(max(1, k + int(shift[-1])), blank)  # one blank: no token
+        lab[np.arange(k) + shift[:k]] = t
+        labellings.append(lab)
+    lengths = np.array([lab.shape[0] for lab in labellings], dtype=np.int64)
+    em = np.full((size, int(lengths.max(initial=1)), classes), -np.inf)
+    for b, lab in enumerate(labellings):
+        em[b, np.arange(lab.shape[0]), lab] = 0.0
+    return torch.from_numpy(em).to(dtype), torch.from_numpy(lengths)
+
+
+@torch_errors
+def mmi_loss(log_probs, targets, input_lengths, target_lengths, denominator, blank=0,
+             reduction="mean", zero_infinity=False, ctc_weight=0.0,
+             denominator_weights=None, *, denominator_start_weights=None,
+             denominator_final_weights=None, numerator_lm=True, nan="propagate"):
+    """The MMI (CTC-CRF) loss: each target's CTC score against one shared denominator.
+
+    With ``denominator`` the graph of a token n-gram over the CTC topology
+    (``lattice.build("ctc_denominator", transcripts, num_tokens=C)``), every frame
+    labelling ``pi`` has the weight ``w(pi) = exp(sum_t log_probs[t, pi_t])
+    P_LM(B(pi))``, ``B`` the CTC collapse, and the loss of an example is minus the
+    log-posterior of its target ``l`` (Xiang & Ou 2019's CTC-CRF; LF-MMI with a
+    CTC topology)::
+
+        loss = -(log Z_num - log Z_den)
+        log Z_num = log sum_{B(pi) = l} w(pi) = ctc(l) + log P_LM(l)
+        log Z_den = log sum_pi w(pi)
+
+    so it lies in ``[0, inf)`` and is 0 when the model leaves no mass to other
+    token sequences. ``ctc(l)`` is the usual CTC log-likelihood (the CTC graph of
+    each target, as in :func:`ctc_loss`); ``log P_LM(l)`` is the denominator's
+    weight of one labelling of ``l`` (its tokens, a blank between repeats), a
+    second, short pass over the denominator. With ``numerator_lm=False`` the
+    numerator is ``ctc(l)`` alone: the loss is lower by the constant
+    ``-log P_LM(l)`` (it may go below 0) and the gradient to ``log_probs`` is the
+    same. ``+ ctc_weight *`` :func:`ctc_loss` (same reduction) is added when
+    ``ctc_weight`` is not 0, a common regulariser of MMI training.
+
+    Memory: ``denominator`` is one graph for every example; a ``Graph`` (or a
+    ``GraphBatch`` of one graph) is stored once however large the batch
+    (:attr:`lattice.GraphBatch.shared_graph`), never copied B times. The engine's
+    per-example buffers (alpha rows, and the arc gradients of each example) still
+    grow with B.
+
+    Differentiable with respect to ``log_probs`` and, when given and requiring
+    grad, ``denominator_weights``, ``denominator_start_weights`` and
+    ``denominator_final_weights`` (learning the LM, or a weight scale on it: they
+    enter both ``log P_LM(l)`` and ``log Z_den``, so with ``numerator_lm=True``
+    their gradient is the target's arc counts minus the expected ones; without
+    the numerator's term it only pushes every weight down). A 1-D override is
+    broadcast to every example and its gradient is **summed over the batch**.
+
+    Parameters
+    ----------
+    log_probs : Tensor, shape (T, B, C) or (T, C)
+        Per-frame log-probabilities, as in :func:`ctc_loss`.
+    targets, input_lengths, target_lengths
+        As in :func:`ctc_loss`: padded (B, S) or concatenated targets, no blank.
+    denominator : Graph or GraphBatch
+        One graph for every example (a GraphBatch of 1, or of B graphs, one per
+        example, also works). Its labels must be below C, and it must use the same
+        ``blank``. :class:`MMILoss` packs it once; ``mmi_loss`` with a ``Graph``
+        repacks it on every call (``O(arcs)``): pass ``lattice.batch([g])``, built
+        once, to avoid that.
+    blank : int, default 0
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` divides each example's loss by its target length (clamped to
+        >= 1), then averages over the batch, like :func:`ctc_loss`.
+    zero_infinity : bool, default False
+        Replace infinite losses (a target that cannot fit its frames, or that the
+        denominator cannot emit) and their gradients by zero.
+    ctc_weight : float, default 0.0
+        Weight (>= 0) of the CTC loss added to the MMI loss.
+    denominator_weights : Tensor, shape (A,) or (B, A_max), optional
+        Arc log-weights replacing the denominator's own.
+    denominator_start_weights, denominator_final_weights : Tensor, shape (S,) or (B, S_max), optional
+        Start / final log-weights replacing the denominator's own.
+    numerator_lm : bool, default True
+        Include ``log P_LM(l)`` in the numerator (see above).
+    nan : {"propagate", "raise"}, default "propagate"
+        As in :func:`ctc_loss`.
+
+    Returns
+    -------
+    Tensor
+        A scalar, or (B,) with ``reduction="none"``; float32 for float16/bfloat16
+        ``log_probs``, else their dtype. An example of no frames has the loss 0 if
+        its target is empty (probability 1, as in :func:`ctc_loss`), else inf.
+
+    Raises
+    ------
+    LatticeValueError, LatticeTypeError
+        On bad input (also ``RuntimeError``), naming the argument.
+
+    Examples
+    --------
+    >>> import torch, lattice
+    >>> from lattice.torch import mmi_loss
+    >>> den = lattice.build("ctc_denominator", [[1, 2], [2, 3, 1], [3, 3]],
+    ...                     num_tokens=4)
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(20, 2, 4, dtype=torch.float64, requires_grad=True)
+    >>> log_probs = x.log_softmax(-1)
+    >>> targets, target_lengths = torch.tensor([[1, 2, 3], [3, 3, 0]]), (3, 2)
+    >>> loss = mmi_loss(log_probs, targets, (20, 20), target_lengths, den,
+    ...                 reduction="none")
+    >>> posterior = torch.exp(-loss)       # P(target | x) under the CTC-CRF model
+    >>> bool(((0 < posterior) & (posterior < 1)).all())
+    True
+    >>> loss.sum().backward()
+    """
+    _check_reduction(reduction)
+    _check_nan(nan)
+    blank = _check_blank(blank)
+    ctc_weight = _check_mmi_options(ctc_weight, numerator_lm)
+    seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
+    size = seq.emissions.shape[0]
+    graphs, shared, one = _denominator_graphs(denominator, size)
+    weights = (
+        _denominator_override("denominator_weights", denominator_weights, size, one,
+                              lambda g: g.num_arcs, "A"),
+        _denominator_override("denominator_start_weights", denominator_start_weights,
+                              size, one, lambda g: g.num_states, "S"),
+        _denominator_override("denominator_final_weights", denominator_final_weights,
+                              size, one, lambda g: g.num_states, "S"),
+    )  # fmt: skip
+    # the numerator: the CTC graph of each target (the op checks targets, lengths)
+    num = _torch_ops.ctc_score(
+        seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, blank,
+        _needs_grad(seq.emissions), nan,
+    )  # fmt: skip
+    inputs, graph, lengths = _graph_op_inputs(seq.emissions, graphs, seq.input_lengths,
+                                              None, *weights)
+    den = _torch_ops.graph_score(*inputs, graph, shared, lengths, "log",
+                                 _needs_grad(*inputs), nan)
+    no_frames = seq.input_lengths == 0
+    den = torch.where(no_frames, torch.zeros_like(den), den)  # not -inf: no path
+    score = num
+    if numerator_lm:
+        em, lm_lengths = _target_emissions(seq, blank,
+                                           _torch_ops.compute_dtype(seq.emissions.dtype))
+        lm_inputs, _, lm_lengths = _graph_op_inputs(em, graphs, lm_lengths, None,
+                                                    *weights)
+        score = score + _torch_ops.graph_score(*lm_inputs, graph, shared, lm_lengths,
+                                               "log", _needs_grad(*lm_inputs), "raise")
+    score = score - den
+    # no frames and no target: probability 1 (as ctc_loss), whatever the LM says
+    score = torch.where(no_frames & (seq.target_lengths == 0), torch.zeros_like(score),
+                        score)
+    loss = _loss(score, seq, reduction, zero_infinity)
+    if ctc_weight:
+        loss = loss + float(ctc_weight) * _loss(num, seq, reduction, zero_infinity)
+    return loss
+
+
+class MMILoss(torch.nn.Module):
+    """The MMI (CTC-CRF) loss as a module, with its denominator fixed at construction.
+
+    See :func:`mmi_loss`; the denominator (a ``Graph``, or a ``GraphBatch``) is
+    packed for the engine once, on the first call, and shared by every example.
+    ``forward`` takes the inputs of :class:`CTCLoss` and, as keywords, the
+    optional weight overrides of :func:`mmi_loss` (``denominator_weights``, ...).
+
+    Examples
+    --------
+    >>> import torch, lattice
+    >>> from lattice.torch import MMILoss
+    >>> den = lattice.build("ctc_denominator", [[1, 2], [2, 2, 1]], num_tokens=3)
+    >>> criterion = MMILoss(den, ctc_weight=0.1)
+    >>> loss = criterion(torch.randn(12, 2, 3).log_softmax(-1),
+    ...                  torch.tensor([[1, 2], [2, 2]]), (12, 12), (2, 2))
+    >>> loss.shape
+    torch.Size([])
+    """
+
+    @torch_errors
+    def __init__(self, denominator, blank=0, reduction="mean", zero_infinity=False,
+                 ctc_weight=0.0, *, numerator_lm=True, nan="propagate"):
+        super().__init__()
+        _check_reduction(reduction)
+        _check_nan(nan)
+        if not isinstance(denominator, (Graph, GraphBatch)):
+            _denominator_graphs(denominator, None)  # raises the TypeError
+        ctc_weight = _check_mmi_options(ctc_weight, numerator_lm)
+        self._denominator = denominator
+        # one GraphBatch kept for every call: the graph is packed once (_PACKED)
+        self._graphs = batch([denominator]) if isinstance(denominator, Graph) else denominator
+        self.blank = _check_blank(blank)
+        self.reduction = reduction
+        self.zero_infinity = zero_infinity
+        self.ctc_weight = ctc_weight
+        self.numerator_lm = bool(numerator_lm)
+        self.nan = nan
+
+    @property
+    def denominator(self):
+        """The denominator graph (read-only)."""
+        return self._denominator
+
+    def forward(self, log_probs, targets, input_lengths, target_lengths, *,
+                denominator_weights=None, denominator_start_weights=None,
+                denominator_final_weights=None):
+        return mmi_loss(log_probs, targets, input_lengths, target_lengths, self._graphs,
+                        self.blank, self.reduction, self.zero_infinity, self.ctc_weight,
+                        denominator_weights,
+                        denominator_start_weights=denominator_start_weights,
+                        denominator_final_weights=denominator_final_weights,
+                        numerator_lm=self.numerator_lm, nan=self.nan)
