@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - depends on how lattice was inst
         f"running Python from the repository root. Original error: {exc}"
     ) from exc
 
-from . import backends, compose, decode, registry, weights
+from . import backends, compose, decode, memory, registry, weights
 from ._threads import (
     get_num_threads,
     max_threads,
@@ -39,6 +39,7 @@ from .distribution import (
 )
 from .engine import Alignment, ForwardBackward, forward, forward_backward, viterbi
 from .graph import Graph, GraphBuilder
+from .memory import get_memory_budget, memory_budget, set_memory_budget
 from .registry import UnknownGraphError, available_graphs, build, build_batch, register
 from .semiring import SEMIRINGS
 
@@ -66,14 +67,18 @@ __all__ = [
     "entropy",
     "forward",
     "forward_backward",
+    "get_memory_budget",
     "get_num_threads",
     "kbest",
     "max_threads",
+    "memory",
+    "memory_budget",
     "num_threads",
     "openmp_enabled",
     "register",
     "registry",
     "sample",
+    "set_memory_budget",
     "set_num_threads",
     "token_posteriors",
     "viterbi",

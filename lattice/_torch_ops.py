@@ -38,6 +38,7 @@ import torch
 from . import distribution, engine
 from ._torch_errors import torch_errors
 from .batch import GraphBatch, batch
+from .memory import check_checkpoint
 from .registry import build_batch
 
 __all__ = [
@@ -156,38 +157,59 @@ def _graph_batch(graph, size, shared):
 # ----------------------------------------------------------------------------------
 
 
-def _run(em, gb, lengths, semiring, needs_grad, overrides):
+def checkpoint_code(checkpoint):
+    """The ``checkpoint`` argument (lattice.memory) as the int an op's schema takes:
+    -1 for None (by the memory budget), -2 for True, 0 for False, else k >= 1."""
+    checkpoint = check_checkpoint(checkpoint)
+    if checkpoint is None:
+        return -1
+    if checkpoint is True:
+        return -2
+    return 0 if checkpoint is False else checkpoint
+
+
+def _checkpoint(code):
+    """The inverse of :func:`checkpoint_code`."""
+    return {-1: None, -2: True, 0: False}.get(code, code)
+
+
+def _run(em, gb, lengths, semiring, needs_grad, overrides, checkpoint=None):
     """(scores, gradients) of one engine call; the gradients (emissions, arcs, starts,
     finals) are None unless ``needs_grad``."""
     if not needs_grad:
         return engine.forward(em, gb, lengths, semiring, **overrides), None
     # posteriors under "log", the best path's indicators under "max"
-    fb = engine.forward_backward(em, gb, lengths, semiring, **overrides)
+    fb = engine.forward_backward(em, gb, lengths, semiring, checkpoint=checkpoint,
+                                 **overrides)
     return fb.score, (fb.emission_grad, fb.arc_grad, fb.start_grad, fb.final_grad)
 
 
-def _run_entropy(em, gb, lengths, semiring, needs_grad, overrides):
-    """(entropies, gradients) as :func:`_run` does for scores (``semiring`` unused)."""
+def _run_entropy(em, gb, lengths, semiring, needs_grad, overrides, checkpoint=None):
+    """(entropies, gradients) as :func:`_run` does for scores (``semiring`` unused;
+    the entropy kernels store their tables whole, so ``checkpoint`` is too)."""
     if not needs_grad:
         return distribution.entropy(em, gb, lengths, **overrides), None
     result = distribution.entropy(em, gb, lengths, return_gradients=True, **overrides)
     return result.entropy, tuple(result[1:])
 
 
-def _score(em, gb, lengths, semiring, needs_grad, overrides, nan, run=_run):
+def _score(em, gb, lengths, semiring, needs_grad, overrides, nan, run=_run,
+           checkpoint=None):
     """As :func:`_run` (or ``run``); with ``nan="propagate"`` an example whose score
     is NaN (NaN or +inf emissions where its graph reads them) scores NaN, with NaN
     gradients, instead of the engine's FloatingPointError: what torch's ctc_loss
     returns."""
     try:
-        return run(em, gb, lengths, semiring, needs_grad, overrides)
+        return run(em, gb, lengths, semiring, needs_grad, overrides, checkpoint)
     except FloatingPointError:
         if nan == "raise":
             raise
-    return _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run)
+    return _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run,
+                                checkpoint)
 
 
-def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run=_run):
+def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run=_run,
+                         checkpoint=None):
     """The rare path of :func:`_score`, after the engine refused a NaN score.
 
     Only an example holding NaN or +inf emissions within its length can score NaN.
@@ -204,7 +226,8 @@ def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run=_
     valid = np.arange(frames) < lengths[:, None]
     bad = np.isnan(em) | np.isposinf(em)
     suspects = (bad.any(axis=2) & valid).any(axis=1)
-    score, grads = run(np.where(bad, 0, em), gb, lengths, semiring, needs_grad, overrides)
+    score, grads = run(np.where(bad, 0, em), gb, lengths, semiring, needs_grad, overrides,
+                       checkpoint)
     if run is _run:
         suspects &= ~np.isneginf(score)
     for b in np.flatnonzero(suspects).tolist():
@@ -214,7 +237,8 @@ def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run=_
             width = one.max_arcs if name == "arc_weights" else one.max_states
             sub[name] = None if value is None else value[b : b + 1, ..., :width]
         try:
-            s, g = run(em[b : b + 1], one, lengths[b : b + 1], semiring, needs_grad, sub)
+            s, g = run(em[b : b + 1], one, lengths[b : b + 1], semiring, needs_grad, sub,
+                       checkpoint)
         except FloatingPointError:
             score[b] = np.nan
             if grads is not None:
@@ -294,11 +318,12 @@ def _graph_outputs(score, grads, em, w, frame_weights, arc_weights, start_weight
 
 @torch_errors
 def _graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
-                 graph, shared, lengths, semiring, needs_grad, nan):
+                 graph, shared, lengths, semiring, needs_grad, nan, checkpoint=-1):
     weights = (frame_weights, arc_weights, start_weights, final_weights)
     em, em_in, w, gb, lengths, overrides = _graph_inputs(emissions, *weights, graph,
                                                          shared, lengths)
-    score, grads = _score(em_in, gb, lengths, semiring, needs_grad, overrides, nan)
+    score, grads = _score(em_in, gb, lengths, semiring, needs_grad, overrides, nan,
+                          checkpoint=_checkpoint(checkpoint))
     return _graph_outputs(score, grads, em, w, *weights)
 
 
@@ -322,7 +347,7 @@ def _fake_outputs(emissions, differentiable):
 
 
 def _fake_graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
-                      graph, shared, lengths, semiring, needs_grad, nan):
+                      graph, shared, lengths, semiring, needs_grad, nan, checkpoint=-1):
     inputs = (emissions, frame_weights, arc_weights, start_weights, final_weights)
     return _fake_outputs(emissions, [t for t in inputs if t is not None and needs_grad])
 
@@ -385,7 +410,7 @@ def _sequences(targets, input_lengths, target_lengths, size, frames, classes):
 
 
 def _sequence_score(emissions, targets, input_lengths, target_lengths, builder, options,
-                    semiring, needs_grad, nan):
+                    semiring, needs_grad, nan, checkpoint):
     dtype = compute_dtype(emissions.dtype)
     em = to_numpy(emissions, dtype)  # (B, T, C), a view of the (T, B, C) input
     if em.size == 0:  # as torch: "log_probs tensor must not be empty"
@@ -397,32 +422,34 @@ def _sequence_score(emissions, targets, input_lengths, target_lengths, builder, 
         targets, input_lengths, target_lengths, *em.shape
     )
     gb = build_batch(builder, seqs, **options)
-    score, grads = _score(em, gb, input_lengths, semiring, needs_grad, {}, nan)
+    score, grads = _score(em, gb, input_lengths, semiring, needs_grad, {}, nan,
+                          checkpoint=_checkpoint(checkpoint))
     # an empty input explains an empty target with probability 1 (as in torch)
     score[(input_lengths == 0) & (target_lengths == 0)] = 0
     return torch.from_numpy(score), [] if grads is None else [torch.from_numpy(grads[0])]
 
 
 @torch_errors
-def _ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan):
+def _ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan,
+               checkpoint=-1):
     return _sequence_score(emissions, targets, input_lengths, target_lengths, "ctc",
-                           {"blank": blank}, "log", needs_grad, nan)
+                           {"blank": blank}, "log", needs_grad, nan, checkpoint)
 
 
 @torch_errors
 def _options_sequence_score(emissions, targets, input_lengths, target_lengths, builder,
-                            options, semiring, needs_grad, nan):
+                            options, semiring, needs_grad, nan, checkpoint=-1):
     return _sequence_score(emissions, targets, input_lengths, target_lengths, builder,
-                           json.loads(options), semiring, needs_grad, nan)
+                           json.loads(options), semiring, needs_grad, nan, checkpoint)
 
 
 def _fake_ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad,
-                    nan):
+                    nan, checkpoint=-1):
     return _fake_outputs(emissions, [emissions] if needs_grad else [])
 
 
 def _fake_options_sequence_score(emissions, targets, input_lengths, target_lengths,
-                                 builder, options, semiring, needs_grad, nan):
+                                 builder, options, semiring, needs_grad, nan, checkpoint=-1):
     return _fake_outputs(emissions, [emissions] if needs_grad else [])
 
 
@@ -435,7 +462,8 @@ _OPS = {
     "graph_score": (
         "(Tensor emissions, Tensor? frame_weights, Tensor? arc_weights, "
         "Tensor? start_weights, Tensor? final_weights, Tensor graph, bool shared, "
-        "Tensor? lengths, str semiring, bool needs_grad, str nan) -> (Tensor, Tensor[])",
+        "Tensor? lengths, str semiring, bool needs_grad, str nan, int checkpoint=-1) "
+        "-> (Tensor, Tensor[])",
         _graph_score, _fake_graph_score,
     ),
     "graph_entropy": (
@@ -446,13 +474,13 @@ _OPS = {
     ),
     "ctc_score": (
         "(Tensor emissions, Tensor targets, Tensor input_lengths, Tensor target_lengths, "
-        "SymInt blank, bool needs_grad, str nan) -> (Tensor, Tensor[])",
+        "SymInt blank, bool needs_grad, str nan, int checkpoint=-1) -> (Tensor, Tensor[])",
         _ctc_score, _fake_ctc_score,
     ),
     "sequence_score": (
         "(Tensor emissions, Tensor targets, Tensor input_lengths, Tensor target_lengths, "
-        "str builder, str options, str semiring, bool needs_grad, str nan) "
-        "-> (Tensor, Tensor[])",
+        "str builder, str options, str semiring, bool needs_grad, str nan, "
+        "int checkpoint=-1) -> (Tensor, Tensor[])",
         _options_sequence_score, _fake_options_sequence_score,
     ),
 }  # fmt: skip
@@ -514,14 +542,16 @@ class _EngineFunction(torch.autograd.Function):
 
 
 def graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
-                graph, shared, lengths, semiring, needs_grad, nan):
+                graph, shared, lengths, semiring, needs_grad, nan, checkpoint=-1):
     """Scores of a graph batch (``graph`` from :func:`pack_graphs`; with ``shared``,
     its one graph serves every example), differentiable with respect to the
     emissions, frame weights and arc, start and final weights; the op computes the
-    gradients in the same pass if ``needs_grad``."""
+    gradients in the same pass if ``needs_grad`` (``checkpoint`` as
+    :func:`checkpoint_code` encodes it)."""
     return _EngineFunction.apply(
         torch.ops.lattice.graph_score.default, 5, emissions, frame_weights, arc_weights,
         start_weights, final_weights, graph, shared, lengths, semiring, needs_grad, nan,
+        checkpoint,
     )  # fmt: skip
 
 
@@ -536,21 +566,22 @@ def graph_entropy(emissions, frame_weights, arc_weights, start_weights, final_we
     )  # fmt: skip
 
 
-def ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan):
+def ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan,
+              checkpoint=-1):
     """CTC log-likelihoods of (B, T, C) emissions, differentiable with respect to
     them (the op computes the gradient in the same pass if ``needs_grad``)."""
     return _EngineFunction.apply(
         torch.ops.lattice.ctc_score.default, 1, emissions, targets, input_lengths,
-        target_lengths, blank, needs_grad, nan,
+        target_lengths, blank, needs_grad, nan, checkpoint,
     )  # fmt: skip
 
 
 def sequence_score(emissions, targets, input_lengths, target_lengths, builder, options,
-                   semiring, needs_grad, nan):
+                   semiring, needs_grad, nan, checkpoint=-1):
     """Scores of the graphs that ``builder`` (with ``options``, a JSON object) makes
     of the targets, differentiable with respect to the emissions (the op computes
     the gradient in the same pass if ``needs_grad``)."""
     return _EngineFunction.apply(
         torch.ops.lattice.sequence_score.default, 1, emissions, targets, input_lengths,
-        target_lengths, builder, options, semiring, needs_grad, nan,
+        target_lengths, builder, options, semiring, needs_grad, nan, checkpoint,
     )  # fmt: skip

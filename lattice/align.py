@@ -29,12 +29,14 @@ import math
 import re
 import sys
 import unicodedata
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 
 from .distribution import token_posteriors
 from .engine import viterbi
+from .memory import get_memory_budget
 from .registry import UnknownGraphError, build, get_builder
 
 __all__ = [
@@ -407,7 +409,12 @@ def forced_align(emissions, targets, lengths=None, graph="ctc", symbols=None, *,
     (b, T, K) arrays (K the longest transcript of the b utterances) are computed for
     groups of utterances of at most :data:`CONFIDENCE_CHUNK_BYTES` together (one
     utterance at least), so a large corpus needs no more memory than that; the
-    results do not depend on the grouping.
+    results do not depend on the grouping. The Viterbi pass of a long file keeps
+    checkpoints instead of every backpointer once they would pass the memory budget
+    (:mod:`lattice.memory`): an hour at 50 frames per second against 10,000 tokens
+    aligns in about 0.13 GB. The confidences of such an utterance would need its
+    whole posterior table and two (T, K) arrays; where those pass the budget its
+    confidences are left None, with a ``RuntimeWarning`` naming it.
 
     Examples
     --------
@@ -554,19 +561,42 @@ def align_utterances(emissions, targets, lengths=None, graph="ctc", symbols=None
 CONFIDENCE_CHUNK_BYTES = 64 * 2**20
 
 
+def _posterior_bytes(arr, graph, frames):
+    """What token_posteriors of one utterance stores: its alpha table and its two
+    (T, K) arrays."""
+    itemsize = arr.dtype.itemsize
+    tokens = int(graph.tokens.max(initial=-1)) + 1
+    return itemsize * frames * (graph.num_states + 2 * tokens)
+
+
 def _confidences(arr, graphs, n_frames, ali):
     """Per utterance, the (confidence, onset_confidence) of each Viterbi segment,
     from token_posteriors over groups of utterances of at most
-    CONFIDENCE_CHUNK_BYTES of posteriors."""
+    CONFIDENCE_CHUNK_BYTES of posteriors; (None, None) for an utterance whose
+    posteriors alone would pass the memory budget."""
     size, frames, _ = arr.shape
     per_frame = 2 * arr.dtype.itemsize * frames
     out = []
     b0 = 0
     while b0 < size:
+        need = _posterior_bytes(arr, graphs[b0], int(n_frames[b0]))
+        if need > get_memory_budget():
+            warnings.warn(
+                f"utterance {b0}: its confidences would need {need / 2**30:.1f} GiB "
+                f"of posteriors, beyond the memory budget of "
+                f"{get_memory_budget() / 2**30:.1f} GiB (lattice.set_memory_budget); "
+                "they are left empty (its alignment is complete). Pass "
+                "confidence=False (--no-confidence) to skip them without this warning",
+                RuntimeWarning, stacklevel=3)
+            out.append([(None, None)] * int(ali.num_segments[b0]))
+            b0 += 1
+            continue
         b1, widest = b0 + 1, graphs[b0].tokens.max(initial=-1) + 1
         while b1 < size:
             wider = max(widest, graphs[b1].tokens.max(initial=-1) + 1)
-            if (b1 + 1 - b0) * wider * per_frame > CONFIDENCE_CHUNK_BYTES:
+            if ((b1 + 1 - b0) * wider * per_frame > CONFIDENCE_CHUNK_BYTES
+                    or _posterior_bytes(arr, graphs[b1], int(n_frames[b1]))
+                    > get_memory_budget()):
                 break
             widest, b1 = wider, b1 + 1
         post = token_posteriors(arr[b0:b1], graphs[b0:b1], n_frames[b0:b1], onsets=True)

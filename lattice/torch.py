@@ -195,6 +195,7 @@ def lattice_score(
     final_weights=None,
     *,
     nan="raise",
+    checkpoint=None,
 ):
     """Differentiable total score of alignment graphs: log Z (``"log"``) or best (``"max"``).
 
@@ -230,6 +231,11 @@ def lattice_score(
         What a NaN score (NaN or +inf emissions where a graph reads them) does:
         raise the engine's ``FloatingPointError``, or score NaN with NaN gradients
         on that example's frames (the other examples are unaffected).
+    checkpoint : None, bool or int >= 1, optional
+        How the gradients' alpha table is stored, as in
+        :func:`lattice.forward_backward`: by the memory budget (None), with
+        checkpoints (True, or every ``k`` frames) or whole (False). The results
+        are the same.
 
     Returns
     -------
@@ -263,10 +269,12 @@ def lattice_score(
     """
     sr = get_semiring(semiring).name
     _check_nan(nan)
+    code = _torch_ops.checkpoint_code(checkpoint)
     inputs, graph, lengths = _graph_op_inputs(emissions, graphs, lengths, frame_weights,
                                               arc_weights, start_weights, final_weights)
     return _torch_ops.graph_score(
-        *inputs, graph, isinstance(graphs, Graph), lengths, sr, _needs_grad(*inputs), nan
+        *inputs, graph, isinstance(graphs, Graph), lengths, sr, _needs_grad(*inputs), nan,
+        code,
     )
 
 
@@ -394,7 +402,7 @@ class ViterbiAlignment(NamedTuple):
 @torch.compiler.disable
 @torch_errors
 def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weights=None,
-                  final_weights=None):
+                  final_weights=None, *, checkpoint=None):
     """Best alignment of every example, as tensors. Not differentiable.
 
     It returns integer paths of data-dependent sizes, so ``torch.compile`` runs it
@@ -405,6 +413,9 @@ def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weigh
     emissions : Tensor, shape (B, T, C)
     graphs, lengths, arc_weights, start_weights, final_weights
         As in :func:`lattice_score`.
+    checkpoint : None, bool or int >= 1, optional
+        As in :func:`lattice.viterbi`: long inputs keep an alpha row every ``k``
+        frames and recompute the backpointers block by block (the same path).
 
     Returns
     -------
@@ -438,6 +449,7 @@ def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weigh
         arc_weights=numpy("arc_weights", arc_weights),
         start_weights=numpy("start_weights", start_weights),
         final_weights=numpy("final_weights", final_weights),
+        checkpoint=checkpoint,
     )
 
     def ints(a):
@@ -505,11 +517,11 @@ def _loss(score, seq, reduction, zero_infinity):
 
 
 def _sequence_loss(builder, options, log_probs, targets, input_lengths, target_lengths,
-                   reduction, zero_infinity, semiring, nan):
+                   reduction, zero_infinity, semiring, nan, checkpoint=-1):
     seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
     score = _torch_ops.sequence_score(
         seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, builder,
-        options, semiring, _needs_grad(seq.emissions), nan,
+        options, semiring, _needs_grad(seq.emissions), nan, checkpoint,
     )  # fmt: skip
     return _loss(score, seq, reduction, zero_infinity)
 
@@ -530,7 +542,7 @@ def _encode_options(topology, options):
 
 @torch_errors
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
-             reduction="mean", zero_infinity=False, *, nan="propagate"):
+             reduction="mean", zero_infinity=False, *, nan="propagate", checkpoint=None):
     """The CTC loss, a drop-in for :func:`torch.nn.functional.ctc_loss`.
 
     Same signature, defaults, input layouts and reductions as torch's. One deliberate
@@ -563,6 +575,12 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
         and a NaN gradient on its frames, the others are unaffected;
         ``zero_infinity`` does not zero a NaN. ``"raise"`` raises the engine's
         ``FloatingPointError`` naming the examples instead.
+    checkpoint : None, bool or int >= 1, optional
+        How the alpha table of the gradient is stored (see
+        :func:`lattice.forward_backward`): by the memory budget (None, so that a
+        long input checkpoints instead of running out of memory), with checkpoints
+        (True, or every ``k`` frames) or whole (False). The loss and gradient are
+        the same bits.
 
     Returns
     -------
@@ -593,10 +611,11 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     _check_reduction(reduction)
     _check_nan(nan)
     blank = _check_blank(blank)
+    code = _torch_ops.checkpoint_code(checkpoint)
     seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
     score = _torch_ops.ctc_score(
         seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, blank,
-        _needs_grad(seq.emissions), nan,
+        _needs_grad(seq.emissions), nan, code,
     )  # fmt: skip
     return _loss(score, seq, reduction, zero_infinity)
 
@@ -604,8 +623,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
 class CTCLoss(torch.nn.Module):
     """The CTC loss as a module, a drop-in for :class:`torch.nn.CTCLoss`.
 
-    See :func:`ctc_loss` (``nan`` as there); differentiable with respect to
-    ``log_probs``.
+    See :func:`ctc_loss` (``nan`` and ``checkpoint`` as there); differentiable with
+    respect to ``log_probs``.
 
     Examples
     --------
@@ -618,18 +637,22 @@ class CTCLoss(torch.nn.Module):
     """
 
     @torch_errors
-    def __init__(self, blank=0, reduction="mean", zero_infinity=False, *, nan="propagate"):
+    def __init__(self, blank=0, reduction="mean", zero_infinity=False, *, nan="propagate",
+                 checkpoint=None):
         super().__init__()
         _check_reduction(reduction)
         _check_nan(nan)
+        _torch_ops.checkpoint_code(checkpoint)
         self.blank = _check_blank(blank)
         self.reduction = reduction
         self.zero_infinity = zero_infinity
         self.nan = nan
+        self.checkpoint = checkpoint
 
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return ctc_loss(log_probs, targets, input_lengths, target_lengths, self.blank,
-                        self.reduction, self.zero_infinity, nan=self.nan)
+                        self.reduction, self.zero_infinity, nan=self.nan,
+                        checkpoint=self.checkpoint)
 
 
 class SegmentationLoss(torch.nn.Module):
@@ -637,8 +660,8 @@ class SegmentationLoss(torch.nn.Module):
 
     Every frame belongs to one target symbol and the symbols appear in order, each for
     at least ``min_frames`` frames (the ``segmentation`` graph; ``min_frames`` is
-    fixed at construction). Inputs, ``nan`` and dtypes as in :func:`ctc_loss`;
-    differentiable with respect to ``log_probs``.
+    fixed at construction). Inputs, ``nan``, ``checkpoint`` and dtypes as in
+    :func:`ctc_loss`; differentiable with respect to ``log_probs``.
 
     Examples
     --------
@@ -652,10 +675,12 @@ class SegmentationLoss(torch.nn.Module):
 
     @torch_errors
     def __init__(self, min_frames=1, reduction="mean", zero_infinity=False, *,
-                 nan="propagate"):
+                 nan="propagate", checkpoint=None):
         super().__init__()
         _check_reduction(reduction)
         _check_nan(nan)
+        _torch_ops.checkpoint_code(checkpoint)
+        self.checkpoint = checkpoint
         self._min_frames = min_frames
         self._options = _encode_options("segmentation", {"min_frames": min_frames})
         self.reduction = reduction
@@ -671,7 +696,8 @@ class SegmentationLoss(torch.nn.Module):
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return _sequence_loss("segmentation", self._options, log_probs, targets,
                               input_lengths, target_lengths, self.reduction,
-                              self.zero_infinity, "log", self.nan)
+                              self.zero_infinity, "log", self.nan,
+                              _torch_ops.checkpoint_code(self.checkpoint))
 
 
 class ViterbiLoss(torch.nn.Module):
@@ -681,8 +707,8 @@ class ViterbiLoss(torch.nn.Module):
     frame-wise negative log-likelihood along it: minus the sum of ``log_probs`` of the
     labels on the best path (plus the graph's arc weights, zero for the built-in
     topologies). This is the iterate-align-and-train scheme in one step: the gradient
-    is minus the indicator of the best path, which is held fixed. Inputs, ``nan``
-    and dtypes as in :func:`ctc_loss`; ``topology`` is any registered builder
+    is minus the indicator of the best path, which is held fixed. Inputs, ``nan``,
+    ``checkpoint`` and dtypes as in :func:`ctc_loss`; ``topology`` is any registered builder
     (``"ctc"`` by default) and ``options`` its options (None, bools, numbers,
     strings or lists of them), both fixed at construction.
 
@@ -698,10 +724,12 @@ class ViterbiLoss(torch.nn.Module):
 
     @torch_errors
     def __init__(self, topology="ctc", reduction="mean", zero_infinity=False, *,
-                 nan="propagate", **options):
+                 nan="propagate", checkpoint=None, **options):
         super().__init__()
         _check_reduction(reduction)
         _check_nan(nan)
+        _torch_ops.checkpoint_code(checkpoint)
+        self.checkpoint = checkpoint
         if not isinstance(topology, str):
             raise TypeError(f"topology must be a builder name, got {topology!r}")
         self._topology = topology
@@ -725,7 +753,8 @@ class ViterbiLoss(torch.nn.Module):
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         return _sequence_loss(self._topology, self._encoded, log_probs, targets,
                               input_lengths, target_lengths, self.reduction,
-                              self.zero_infinity, "max", self.nan)
+                              self.zero_infinity, "max", self.nan,
+                              _torch_ops.checkpoint_code(self.checkpoint))
 
 
 # ----------------------------------------------------------------------------------

@@ -233,6 +233,12 @@ def test_ops_pass_torch_library_opcheck():
         (torch.ops.lattice.graph_score.default,
          (score_em.detach(), None, arcs.detach(), None, None, pack_graphs(gb), False,
           torch.tensor([8, 6, 7]), "max", True, "raise")),
+        # checkpoints every 3 frames (issue 18)
+        (torch.ops.lattice.ctc_score.default,
+         (em, targets, il, tl, 0, True, "propagate", 3)),
+        (torch.ops.lattice.graph_score.default,
+         (score_em.detach(), None, arcs.detach(), None, None, pack_graphs(gb), False,
+          None, "log", True, "raise", -2)),
     ]
     for op, args in samples:
         torch.library.opcheck(op, args)

@@ -151,14 +151,19 @@ class Backend:
         """The (B,) total scores under ``semiring`` (``"log"`` or ``"max"``)."""
         raise NotImplementedError
 
-    def forward_backward(self, problem: Problem, semiring: str = "log") -> Gradients:
+    def forward_backward(self, problem: Problem, semiring: str = "log",
+                         checkpoint=None) -> Gradients:
         """The scores and their gradients with respect to emissions, arc weights
         (per frame if time-dependent), start and final weights: posteriors under
-        ``"log"``, the indicators of the best path under ``"max"``."""
+        ``"log"``, the indicators of the best path under ``"max"``. ``checkpoint``
+        (None, a bool or an int >= 1, checked by :mod:`lattice.memory`) says whether
+        to store every alpha row or recompute them from checkpoints; a backend that
+        stores nothing of the kind may ignore it, but never its results."""
         raise NotImplementedError
 
-    def viterbi(self, problem: Problem) -> Paths:
-        """The best path of every example, its states, labels, arcs and segments."""
+    def viterbi(self, problem: Problem, checkpoint=None) -> Paths:
+        """The best path of every example, its states, labels, arcs and segments
+        (``checkpoint`` as in :meth:`forward_backward`)."""
         raise NotImplementedError
 
     def sample(self, problem: Problem, num_samples: int, key: int) -> Samples:

@@ -30,6 +30,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import _core
 from .._layout import BAND_PAD, ELL_MAX_DEGREE, ELL_WIDTHS, INT32_MAX, MAX_BAND
 from .._threads import check_team, get_num_threads
+from ..memory import resolve_checkpoint
 from .base import Backend, Gradients, KBestPaths, Paths, Posteriors, Samples
 
 __all__ = ["CPUBackend", "WORKSPACES"]
@@ -49,12 +50,39 @@ def _full_alpha_rows(S, A, K, table):
     }
 
 
+def _blocks(T, k):
+    """ceil(T / k) for an array of lengths T."""
+    return -(-T // k)
+
+
+def _fb_rows(k):
+    """The alpha rows of forward_backward_* per example with checkpoint interval k:
+    the full table of T rows, or ceil(T / k) - 1 checkpoints and a block of
+    max(k, 2) rows."""
+    return lambda T: np.where(T <= k, T, _blocks(T, k) - 1 + max(k, 2))
+
+
+def _any_longer(table, k):
+    """Whether an example of the batch (with a state) has more than k frames."""
+    return table(0, lambda T: (T > k).astype(np.int64)) > 0
+
+
+def _forward_scratch(S, A, K, checkpointing):
+    """The scratch of the forward recursion of forward_backward_* (as forward_*'s
+    work and kwork), which it needs of its own only when it recomputes blocks."""
+    return {
+        "fwork": ("float", max(A + 2 * S, K * S) if checkpointing else 1),
+        "fkwork": ("int32", max(S, K * S + A) if checkpointing else 1),
+    }
+
+
 # Per-thread workspace rows of each kernel, in values of the given kind ("float":
 # the emissions' dtype, "double", "int32", "uint8", "bp": the backpointer dtype), as
-# functions of S = S_max, A = A_max, K = the ELL cap (0: CSR loops), table(pad) = the
-# largest lengths[b] * (num_states[b] + pad) of the batch, and the keyword sizes a
-# kernel takes besides (kbest: k, T and the in-degree; posteriors: whether the
-# entropy's table is needed). Rows marked "table" are indexed with int64 in the
+# functions of S = S_max, A = A_max, K = the ELL cap (0: CSR loops), table(pad,
+# rows) = the largest rows(lengths)[b] * (num_states[b] + pad) of the batch (rows:
+# the lengths themselves by default), and the keyword sizes a kernel takes besides
+# (checkpoint: the interval, k >= T_max for none; kbest: k, T and the in-degree;
+# posteriors: whether the entropy's table is needed). Rows marked "table" are indexed with int64 in the
 # kernels; every other row must be int32-indexable. The kernel docstrings in
 # _core.pyx.tp and _dist.pxi.tp describe the same rows.
 WORKSPACES = {
@@ -68,23 +96,29 @@ WORKSPACES = {
         "kwork": ("int32", max(S, K * S + A)),
         "bp_scratch": ("uint8", S),
     },
-    "forward_backward_banded": lambda S, A, K, table: {
-        "alpha": ("float", table(BAND_PAD), "table"),
+    "forward_backward_banded": lambda S, A, K, table, checkpoint=INT32_MAX: {
+        "alpha": ("float", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
         "scratch": ("float", 4 * S + BAND_PAD),
     },
-    "forward_backward": lambda S, A, K, table: {
-        "alpha": ("float", table(BAND_PAD), "table"),
+    "forward_backward": lambda S, A, K, table, checkpoint=INT32_MAX: {
+        "alpha": ("float", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
         "beta": ("float", 2 * S),
         "work": ("float", max(A + 4 * S, 2 * K * S + 2 * S + BAND_PAD)),
         "kwork": ("int32", max(S, K * S + A)),
+        **_forward_scratch(S, A, K, _any_longer(table, checkpoint)),
     },
-    "viterbi_banded": lambda S, A, K, table: {
-        "scratch": ("float", 2 * (S + BAND_PAD)),
-        "backpointers": ("uint8", table(0), "table"),
+    # checkpoints and a ring; the backpointers of one block
+    "viterbi_banded": lambda S, A, K, table, checkpoint=INT32_MAX: {
+        "scratch": ("float", table(BAND_PAD, lambda T: _blocks(T, checkpoint) + 1),
+                    "table"),
+        "backpointers": ("uint8", table(0, lambda T: np.minimum(T - 1, checkpoint) + 1),
+                         "table"),
     },
-    "viterbi": lambda S, A, K, table: {
-        "scratch": ("float", 2 * (S + BAND_PAD)),
-        "backpointers": ("bp", table(0), "table"),
+    "viterbi": lambda S, A, K, table, checkpoint=INT32_MAX: {
+        "scratch": ("float", table(BAND_PAD, lambda T: _blocks(T, checkpoint) + 1),
+                    "table"),
+        "backpointers": ("bp", table(0, lambda T: np.minimum(T - 1, checkpoint) + 1),
+                         "table"),
         "work": ("float", K * S),
         "kwork": ("int32", K * S + A),
     },
@@ -126,7 +160,7 @@ def _oversized(rows):
 
 def _fits_int32(kernel, S, A, K):
     """Whether every int-indexed workspace row of ``kernel`` fits int32."""
-    return _oversized(WORKSPACES[kernel](S, A, K, lambda pad: 0)) is None
+    return _oversized(WORKSPACES[kernel](S, A, K, lambda pad, rows=None: 0)) is None
 
 
 def _every_frame(array, frames, writeable=True):
@@ -184,20 +218,40 @@ class _Run:
         self.num_threads = check_team(threads)
         self.problem = problem
 
-    def workspaces(self, kernel, cap=0, bp_dtype=np.uint8, **extra):
-        """The workspaces of ``kernel`` (WORKSPACES, given ``extra`` sizes), one row
-        per thread; a row the kernels index with C ints that int32 cannot index is
-        refused first."""
+    def _rows(self, kernel, cap, extra):
         p = self.problem
         gb = p.batch
         states = gb.num_states.astype(np.int64)
 
-        def table(pad):
-            return int((p.lengths * (states + pad)).max(initial=0))
+        def table(pad, rows=None):
+            frames = p.lengths if rows is None else rows(p.lengths)
+            return int((frames * (states + pad)).max(initial=0))
 
-        dtypes = {"float": p.emissions.dtype, "double": np.float64, "int32": np.int32,
-                  "uint8": np.uint8, "bp": bp_dtype}  # fmt: skip
-        rows = WORKSPACES[kernel](gb.max_states, gb.max_arcs, cap, table, **extra)
+        return WORKSPACES[kernel](gb.max_states, gb.max_arcs, cap, table, **extra)
+
+    def _dtypes(self, bp_dtype):
+        return {"float": self.problem.emissions.dtype, "double": np.float64,
+                "int32": np.int32, "uint8": np.uint8, "bp": bp_dtype}  # fmt: skip
+
+    def checkpoint(self, kernel, checkpoint, cap=0, bp_dtype=np.uint8, ratio=1.0):
+        """The checkpoint interval of ``kernel`` (lattice.memory.resolve_checkpoint):
+        the longest length when its full tables ("table" rows, all threads) fit the
+        memory budget or ``checkpoint`` is False. ``ratio`` is the size of a
+        checkpoint row over that of a block row."""
+        dtypes = self._dtypes(bp_dtype)
+        full = sum(size * np.dtype(dtypes[kind]).itemsize
+                   for kind, size, *table in self._rows(kernel, cap, {}).values()
+                   if table) * self.num_threads
+        frames = int(self.problem.lengths.max(initial=1))
+        return resolve_checkpoint(checkpoint, frames, full, ratio)
+
+    def workspaces(self, kernel, cap=0, bp_dtype=np.uint8, **extra):
+        """The workspaces of ``kernel`` (WORKSPACES, given ``extra`` sizes), one row
+        per thread; a row the kernels index with C ints that int32 cannot index is
+        refused first."""
+        gb = self.problem.batch
+        dtypes = self._dtypes(bp_dtype)
+        rows = self._rows(kernel, cap, extra)
         size = _oversized(rows)
         if size is not None:
             raise ValueError(
@@ -382,9 +436,9 @@ class CPUBackend(Backend):
             )  # fmt: skip
         return scores
 
-    def forward_backward(self, problem, semiring="log"):
+    def forward_backward(self, problem, semiring="log", checkpoint=None):
         if semiring == "max":
-            return self._best_path_gradients(problem, self.viterbi(problem))
+            return self._best_path_gradients(problem, self.viterbi(problem, checkpoint))
         p = problem
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
@@ -395,29 +449,31 @@ class CPUBackend(Backend):
             run = _Run(p, self._settings["serial_work"])
             band_weight = self._band_weight(p)
             if band_weight is not None:
-                w = run.workspaces("forward_backward_banded")
+                k = run.checkpoint("forward_backward_banded", checkpoint)
+                w = run.workspaces("forward_backward_banded", checkpoint=k)
                 grad_band = np.zeros(band_weight.shape, dtype=dtype)  # C order (the input may be a broadcast)
                 self.kernel(f"forward_backward_banded_{_DTYPE_NAME[dtype]}")(
                     p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.band,
-                    band_weight, p.start, p.final, w["alpha"], w["scratch"],
+                    band_weight, p.start, p.final, w["alpha"], k, w["scratch"],
                     grad_emissions, grad_band, grad_start, grad_final,
                     scores, run.num_threads,
                 )  # fmt: skip
                 arc_grad[...] = gb.arc_values(grad_band)
             else:
                 cap = self.ell_cap(gb)
-                w = run.workspaces("forward_backward", cap)
+                k = run.checkpoint("forward_backward", checkpoint, cap)
+                w = run.workspaces("forward_backward", cap, checkpoint=k)
                 self.kernel(f"forward_backward_{_DTYPE_NAME[dtype]}")(
                     p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
                     gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
-                    self._weight_view(p), p.start, p.final, w["alpha"], w["beta"],
-                    w["work"], w["kwork"], cap,
+                    self._weight_view(p), p.start, p.final, w["alpha"], k, w["beta"],
+                    w["work"], w["kwork"], w["fwork"], w["fkwork"], cap,
                     grad_emissions, grad_weight, grad_start, grad_final,
                     scores, run.num_threads,
                 )  # fmt: skip
         return Gradients(scores, grad_emissions, arc_grad, grad_start, grad_final)
 
-    def viterbi(self, problem):
+    def viterbi(self, problem, checkpoint=None):
         p = problem
         size, frames, _ = p.emissions.shape
         dtype = p.emissions.dtype
@@ -432,11 +488,13 @@ class CPUBackend(Backend):
             run = _Run(p, self._settings["serial_work"])
             band_weight = self._band_weight(p)
             if band_weight is not None:
-                w = run.workspaces("viterbi_banded")
+                k = run.checkpoint("viterbi_banded", checkpoint,
+                                   ratio=dtype.itemsize)  # float rows over byte rows
+                w = run.workspaces("viterbi_banded", checkpoint=k)
                 self.kernel(f"viterbi_banded_{_DTYPE_NAME[dtype]}")(
                     p.emissions, p.lengths, run.order, gb.num_states, gb.labels,
                     gb.tokens, gb.band, gb.band_arc, band_weight, p.start, p.final,
-                    w["scratch"], w["backpointers"], states, labels, arcs,
+                    w["scratch"], k, w["backpointers"], states, labels, arcs,
                     seg[0], seg[1], seg[2], num_segments, scores, run.num_threads,
                 )  # fmt: skip
             else:
@@ -445,11 +503,13 @@ class CPUBackend(Backend):
                     kind, bp_dtype, cap = "u8", np.uint8, self.ell_cap(gb)
                 else:
                     kind, bp_dtype, cap = "i32", np.int32, 0
-                w = run.workspaces("viterbi", cap, bp_dtype)
+                k = run.checkpoint("viterbi", checkpoint, cap, bp_dtype,
+                                   ratio=dtype.itemsize / np.dtype(bp_dtype).itemsize)
+                w = run.workspaces("viterbi", cap, bp_dtype, checkpoint=k)
                 self.kernel(f"viterbi_{_DTYPE_NAME[dtype]}_{kind}")(
                     p.emissions, p.lengths, run.order, gb.num_states, gb.labels,
                     gb.tokens, gb.src, gb.in_ptr, gb.in_arc, self._weight_view(p),
-                    p.start, p.final, w["scratch"], w["backpointers"], w["work"],
+                    p.start, p.final, w["scratch"], k, w["backpointers"], w["work"],
                     w["kwork"], cap, states, labels, arcs,
                     seg[0], seg[1], seg[2], num_segments, scores, run.num_threads,
                 )  # fmt: skip
@@ -528,7 +588,7 @@ class CPUBackend(Backend):
         # checked before the outputs are allocated: they alone take 12 k T bytes per
         # example, so a k beyond the search's int32 indexes must fail at once
         size_ = _oversized(WORKSPACES["kbest"](gb.max_states, gb.max_arcs, cap,
-                                                lambda pad: 0, **extra))
+                                                lambda pad, rows=None: 0, **extra))
         if size_ is not None:
             raise ValueError(
                 f"k = {k} is too large for these inputs: the k-best search over "
