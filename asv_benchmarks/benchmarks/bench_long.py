@@ -26,39 +26,25 @@ def _utterance(frames, tokens, seed):
     return log_probs, lattice.batch([lattice.build("ctc", rng.integers(1, CLASSES, tokens))])
 
 
-class LongForwardBackward:
-    params = (["full", "checkpoint"],)
-    param_names = ["table"]
+class LongInput:
+    params = (["forward_backward", "viterbi"], ["full", "checkpoint"])
+    param_names = ["pass", "table"]
     number = 1
     repeat = 3
     timeout = 600
 
-    def setup(self, table):
-        self.emissions, self.graphs = _utterance(FB_FRAMES, FB_TOKENS, 0)
+    def setup(self, kind, table):
+        if kind == "forward_backward":
+            self.emissions, self.graphs = _utterance(FB_FRAMES, FB_TOKENS, 0)
+            self.run = lattice.forward_backward
+        else:
+            self.emissions, self.graphs = _utterance(VITERBI_FRAMES, VITERBI_TOKENS, 1)
+            self.run = lattice.viterbi
         self.checkpoint = _CHECKPOINT[table]
         set_threads(1)  # one example: one thread works
 
-    def time_forward_backward(self, table):
-        lattice.forward_backward(self.emissions, self.graphs, checkpoint=self.checkpoint)
+    def time_pass(self, kind, table):
+        self.run(self.emissions, self.graphs, checkpoint=self.checkpoint)
 
-    def peakmem_forward_backward(self, table):
-        lattice.forward_backward(self.emissions, self.graphs, checkpoint=self.checkpoint)
-
-
-class LongViterbi:
-    params = (["full", "checkpoint"],)
-    param_names = ["table"]
-    number = 1
-    repeat = 3
-    timeout = 600
-
-    def setup(self, table):
-        self.emissions, self.graphs = _utterance(VITERBI_FRAMES, VITERBI_TOKENS, 1)
-        self.checkpoint = _CHECKPOINT[table]
-        set_threads(1)
-
-    def time_viterbi(self, table):
-        lattice.viterbi(self.emissions, self.graphs, checkpoint=self.checkpoint)
-
-    def peakmem_viterbi(self, table):
-        lattice.viterbi(self.emissions, self.graphs, checkpoint=self.checkpoint)
+    def peakmem_pass(self, kind, table):
+        self.run(self.emissions, self.graphs, checkpoint=self.checkpoint)
