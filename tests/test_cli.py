@@ -249,6 +249,21 @@ def test_demo_command_quiet_and_bad_values(tmp_path, capsys):
     assert "above --max-cer 5%" in capsys.readouterr().err
 
 
+def test_demo_command_mmi(capsys):
+    pytest.importorskip("torch")
+    args = ["demo", "--epochs", "1", "--steps", "2", "--batch-size", "2", "--eval-size",
+            "2", "--hidden", "4", "--threads", "1", "--out", "none", "--loss", "mmi",
+            "--ctc-weight", "0.3", "--mmi-transcripts", "40"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "MMI loss (+ 0.3 x CTC) against a bigram denominator of 40 transcripts" in out[0]
+    assert out[1].startswith("epoch  1/1  train MMI loss") and out[-1].startswith("done in")
+    with pytest.raises(SystemExit, match="lattice demo: error: ctc_weight must be"):
+        main(args + ["--ctc-weight", "-1"])
+    with pytest.raises(SystemExit, match="lattice demo: error: mmi_transcripts must be"):
+        main(args + ["--mmi-transcripts", "0"])
+
+
 def test_python_dash_m_lattice(files):
     # run outside the repository, so the installed package is imported
     env = dict(os.environ, PYTHONWARNINGS="ignore")

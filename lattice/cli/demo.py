@@ -35,9 +35,20 @@ def add_arguments(parser):
                         help=f"held-out lines (default {d.eval_size})")
     parser.add_argument("--hidden", type=int, default=d.hidden,
                         help=f"LSTM units per direction (default {d.hidden})")
-    parser.add_argument("--loss", choices=("ctc", "viterbi"), default=d.loss,
+    parser.add_argument("--loss", choices=("ctc", "viterbi", "mmi"), default=d.loss,
                         help="ctc: sum over all alignments (CTCLoss); viterbi: train "
-                        "along the best alignment (ViterbiLoss) (default ctc)")
+                        "along the best alignment (ViterbiLoss); mmi: MMI / CTC-CRF "
+                        "against a bigram denominator shared by every line "
+                        "(MMILoss) (default ctc)")
+    parser.add_argument("--ctc-weight", type=float, default=d.ctc_weight,
+                        metavar="WEIGHT",
+                        help="with --loss mmi: weight of the CTC loss added to the "
+                        f"MMI loss (default {d.ctc_weight:g})")
+    parser.add_argument("--mmi-transcripts", type=int, default=d.mmi_transcripts,
+                        metavar="N",
+                        help="with --loss mmi: the bigram denominator is estimated "
+                        "at the start from N transcripts drawn like the training "
+                        f"lines (default {d.mmi_transcripts})")
     parser.add_argument("--viterbi-warmup", type=int, default=d.viterbi_warmup,
                         metavar="EPOCHS",
                         help="with --loss viterbi: train the first EPOCHS epochs with "
@@ -86,7 +97,9 @@ def main(args):
         config = DemoConfig(epochs=args.epochs, steps_per_epoch=args.steps,
                             batch_size=args.batch_size, eval_size=args.eval_size,
                             hidden=args.hidden, loss=args.loss, seed=args.seed,
-                            threads=args.threads, viterbi_warmup=args.viterbi_warmup)
+                            threads=args.threads, viterbi_warmup=args.viterbi_warmup,
+                            ctc_weight=args.ctc_weight,
+                            mmi_transcripts=args.mmi_transcripts)
     except ValueError as exc:
         raise SystemExit(f"lattice demo: error: {exc}") from None
     out = None if str(args.out).lower() == "none" else args.out
