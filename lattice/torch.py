@@ -838,7 +838,8 @@ def _target_emissions(seq, blank, dtype):
 def mmi_loss(log_probs, targets, input_lengths, target_lengths, denominator, blank=0,
              reduction="mean", zero_infinity=False, ctc_weight=0.0,
              denominator_weights=None, *, denominator_start_weights=None,
-             denominator_final_weights=None, numerator_lm=True, nan="propagate"):
+             denominator_final_weights=None, numerator_lm=True, nan="propagate",
+             checkpoint=None):
     """The MMI (CTC-CRF) loss: each target's CTC score against one shared denominator.
 
     With ``denominator`` the graph of a token n-gram over the CTC topology
@@ -905,6 +906,9 @@ def mmi_loss(log_probs, targets, input_lengths, target_lengths, denominator, bla
         Include ``log P_LM(l)`` in the numerator (see above).
     nan : {"propagate", "raise"}, default "propagate"
         As in :func:`ctc_loss`.
+    checkpoint : None, bool or int >= 1, optional
+        As in :func:`ctc_loss`, for the numerator and the denominator passes (the
+        numerator's LM pass is as short as the targets).
 
     Returns
     -------
@@ -939,6 +943,7 @@ def mmi_loss(log_probs, targets, input_lengths, target_lengths, denominator, bla
     _check_nan(nan)
     blank = _check_blank(blank)
     ctc_weight = _check_mmi_options(ctc_weight, numerator_lm)
+    code = _torch_ops.checkpoint_code(checkpoint)
     seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
     size = seq.emissions.shape[0]
     graphs, shared, one = _denominator_graphs(denominator, size)
@@ -953,12 +958,12 @@ def mmi_loss(log_probs, targets, input_lengths, target_lengths, denominator, bla
     # the numerator: the CTC graph of each target (the op checks targets, lengths)
     num = _torch_ops.ctc_score(
         seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, blank,
-        _needs_grad(seq.emissions), nan,
+        _needs_grad(seq.emissions), nan, code,
     )  # fmt: skip
     inputs, graph, lengths = _graph_op_inputs(seq.emissions, graphs, seq.input_lengths,
                                               None, *weights)
     den = _torch_ops.graph_score(*inputs, graph, shared, lengths, "log",
-                                 _needs_grad(*inputs), nan)
+                                 _needs_grad(*inputs), nan, code)
     no_frames = seq.input_lengths == 0
     den = torch.where(no_frames, torch.zeros_like(den), den)  # not -inf: no path
     score = num
@@ -1001,7 +1006,8 @@ class MMILoss(torch.nn.Module):
 
     @torch_errors
     def __init__(self, denominator, blank=0, reduction="mean", zero_infinity=False,
-                 ctc_weight=0.0, *, numerator_lm=True, nan="propagate"):
+                 ctc_weight=0.0, *, numerator_lm=True, nan="propagate",
+                 checkpoint=None):
         super().__init__()
         _check_reduction(reduction)
         _check_nan(nan)
@@ -1017,6 +1023,8 @@ class MMILoss(torch.nn.Module):
         self.ctc_weight = ctc_weight
         self.numerator_lm = bool(numerator_lm)
         self.nan = nan
+        _torch_ops.checkpoint_code(checkpoint)
+        self.checkpoint = checkpoint
 
     @property
     def denominator(self):
@@ -1031,4 +1039,5 @@ class MMILoss(torch.nn.Module):
                         denominator_weights,
                         denominator_start_weights=denominator_start_weights,
                         denominator_final_weights=denominator_final_weights,
-                        numerator_lm=self.numerator_lm, nan=self.nan)
+                        numerator_lm=self.numerator_lm, nan=self.nan,
+                        checkpoint=self.checkpoint)

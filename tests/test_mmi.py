@@ -354,3 +354,42 @@ def test_module_bad_input():
         MMILoss(denominator(), ctc_weight=-1)
     with pytest.raises(ValueError, match="reduction"):
         MMILoss(denominator(), reduction="avg")
+
+
+@pytest.mark.parametrize("checkpoint", [2, True])
+def test_checkpointed_equals_full(checkpoint, monkeypatch):
+    """checkpoint= as in ctc_loss: it reaches the numerator's and the denominator's
+    passes, with the same bits as the full tables."""
+    asked = []
+    real = lattice.engine.forward_backward
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("checkpoint"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lattice._torch_ops.engine, "forward_backward", spy)
+    g = torch.Generator().manual_seed(8)
+    lp = torch.randn(30, 3, C, generator=g, dtype=torch.float64).log_softmax(-1)
+    tg, il, tl = padded([[1, 2, 3], [3, 3], [2, 1]]), torch.tensor([30, 24, 9]), (3, 2, 2)
+    den = denominator(3)
+    w = torch.tensor(den.weight)
+
+    def run(**kw):
+        x, wr = lp.detach().requires_grad_(), w.detach().requires_grad_()
+        loss = mmi_loss(x, tg, il, tl, den, reduction="none", ctc_weight=0.1,
+                        denominator_weights=wr, **kw)
+        loss.sum().backward()
+        return loss.detach(), x.grad, wr.grad
+
+    full = run(checkpoint=False)
+    asked.clear()
+    for got, want in zip(run(checkpoint=checkpoint), full):
+        assert torch.equal(got, want)
+    assert asked[:2] == [checkpoint] * 2  # the CTC numerator, the denominator
+    module = MMILoss(den, reduction="none", checkpoint=checkpoint)
+    assert torch.equal(module(lp, tg, il, tl), mmi_loss(lp, tg, il, tl, den,
+                                                        reduction="none"))
+    with pytest.raises(ValueError, match="checkpoint"):
+        mmi_loss(lp, tg, il, tl, den, checkpoint=0)
+    with pytest.raises(ValueError, match="checkpoint"):
+        MMILoss(den, checkpoint=-3)
