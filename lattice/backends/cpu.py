@@ -82,8 +82,8 @@ def _forward_scratch(S, A, K, checkpointing):
 # rows) = the largest rows(lengths)[b] * (num_states[b] + pad) of the batch (rows:
 # the lengths themselves by default), and the keyword sizes a kernel takes besides
 # (checkpoint: the interval, k >= T_max for none; kbest: k, T and the in-degree;
-# posteriors: whether the entropy's table is needed). Rows marked "table" are indexed with int64 in the
-# kernels; every other row must be int32-indexable. The kernel docstrings in
+# posteriors: whether the entropy's table is needed). Rows marked "table" are
+# indexed with int64 in the kernels; every other row must be int32-indexable. The kernel docstrings in
 # _core.pyx.tp and _dist.pxi.tp describe the same rows.
 WORKSPACES = {
     "forward_banded": lambda S, A, K, table: {
