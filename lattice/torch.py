@@ -834,6 +834,7 @@ def _target_emissions(seq, blank, dtype):
     return torch.from_numpy(em).to(dtype), torch.from_numpy(lengths)
 
 
+@torch.compiler.disable  # numpy work on the targets and the graph between its ops
 @torch_errors
 def mmi_loss(log_probs, targets, input_lengths, target_lengths, denominator, blank=0,
              reduction="mean", zero_infinity=False, ctc_weight=0.0,
@@ -868,6 +869,10 @@ def mmi_loss(log_probs, targets, input_lengths, target_lengths, denominator, bla
     (:attr:`lattice.GraphBatch.shared_graph`), never copied B times. The engine's
     per-example buffers (alpha rows, and the arc gradients of each example) still
     grow with B.
+
+    It prepares the targets and the denominator with numpy between its ops, so
+    ``torch.compile`` runs it eagerly (a graph break; inside ``fullgraph=True``
+    code it raises), with the same loss and gradients.
 
     Differentiable with respect to ``log_probs`` and, when given and requiring
     grad, ``denominator_weights``, ``denominator_start_weights`` and

@@ -393,3 +393,13 @@ def test_checkpointed_equals_full(checkpoint, monkeypatch):
         mmi_loss(lp, tg, il, tl, den, checkpoint=0)
     with pytest.raises(ValueError, match="checkpoint"):
         MMILoss(den, checkpoint=-3)
+
+
+def test_torch_compile_runs_it_eagerly():
+    lp, tg, il, tl = inputs(seed=9)
+    criterion = MMILoss(denominator(), ctc_weight=0.2)
+    eager = criterion(lp, tg, il, tl)
+    (g_eager,) = torch.autograd.grad(eager, lp)
+    compiled = torch.compile(lambda x: criterion(x, tg, il, tl))(lp)
+    (g_compiled,) = torch.autograd.grad(compiled, lp)
+    assert torch.equal(compiled, eager) and torch.equal(g_compiled, g_eager)
