@@ -15,6 +15,9 @@ op                          differentiable with respect to
 :class:`CTCLoss`            as :func:`ctc_loss`
 :class:`SegmentationLoss`   ``log_probs``
 :class:`ViterbiLoss`        ``log_probs`` (along the fixed best alignment)
+:func:`mmi_loss`            ``log_probs``, ``denominator_weights`` and the
+                            denominator's start / final weights
+:class:`MMILoss`            as :func:`mmi_loss`
 ==========================  ====================================================
 
 The engine runs inside ``torch.library`` operators (namespace ``lattice``, see
