@@ -33,6 +33,8 @@ import numbers
 import os
 import threading
 
+import numpy as np
+
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "check_checkpoint",
@@ -148,8 +150,6 @@ def check_checkpoint(checkpoint):
     """
     if checkpoint is None or isinstance(checkpoint, bool):
         return checkpoint
-    import numpy as np
-
     if isinstance(checkpoint, np.bool_):
         return bool(checkpoint)
     if not isinstance(checkpoint, numbers.Integral):

@@ -62,20 +62,6 @@ def _fb_rows(k):
     return lambda T: np.where(T <= k, T, _blocks(T, k) - 1 + max(k, 2))
 
 
-def _any_longer(table, k):
-    """Whether an example of the batch (with a state) has more than k frames."""
-    return table(0, lambda T: (T > k).astype(np.int64)) > 0
-
-
-def _forward_scratch(S, A, K, checkpointing):
-    """The scratch of the forward recursion of forward_backward_* (as forward_*'s
-    work and kwork), which it needs of its own only when it recomputes blocks."""
-    return {
-        "fwork": ("float", max(A + 2 * S, K * S) if checkpointing else 1),
-        "fkwork": ("int32", max(S, K * S + A) if checkpointing else 1),
-    }
-
-
 # Per-thread workspace rows of each kernel, in values of the given kind ("float":
 # the emissions' dtype, "double", "int32", "uint8", "bp": the backpointer dtype), as
 # functions of S = S_max, A = A_max, K = the ELL cap (0: CSR loops), table(pad,
@@ -83,8 +69,8 @@ def _forward_scratch(S, A, K, checkpointing):
 # the lengths themselves by default), and the keyword sizes a kernel takes besides
 # (checkpoint: the interval, k >= T_max for none; kbest: k, T and the in-degree;
 # posteriors: whether the entropy's table is needed). Rows marked "table" are
-# indexed with int64 in the kernels; every other row must be int32-indexable. The kernel docstrings in
-# _core.pyx.tp and _dist.pxi.tp describe the same rows.
+# indexed with int64 in the kernels; every other row must be int32-indexable. The
+# kernel docstrings in _core.pyx.tp and _dist.pxi.tp describe the same rows.
 WORKSPACES = {
     "forward_banded": lambda S, A, K, table: {
         "scratch": ("float", 2 * (S + BAND_PAD)),
@@ -105,7 +91,10 @@ WORKSPACES = {
         "beta": ("float", 2 * S),
         "work": ("float", max(A + 4 * S, 2 * K * S + 2 * S + BAND_PAD)),
         "kwork": ("int32", max(S, K * S + A)),
-        **_forward_scratch(S, A, K, _any_longer(table, checkpoint)),
+        # the forward recursion's own scratch (as forward's work and kwork), which
+        # only recomputing blocks reads: np.empty leaves its pages untouched otherwise
+        "fwork": ("float", max(A + 2 * S, K * S)),
+        "fkwork": ("int32", max(S, K * S + A)),
     },
     # checkpoints and a ring; the backpointers of one block
     "viterbi_banded": lambda S, A, K, table, checkpoint=INT32_MAX: {
