@@ -87,38 +87,48 @@ _HEADER_BYTES = 32
 
 def pack_graphs(gb):
     """The padded arrays of ``gb`` packed into one 1-D uint8 tensor (a copy: the
-    batch's arrays are read-only, which ``torch.from_numpy`` warns about); a batch of
-    one graph repeated (``gb.shared_graph``) is packed as that graph and its count."""
-    copies = 1
-    if gb.shared_graph is not None:
-        copies, gb = len(gb), batch([gb.shared_graph])
-    header = np.array([len(gb), gb.max_states, gb.max_arcs, copies], dtype=np.int64)
-    parts = [header] + [np.ascontiguousarray(getattr(gb, name), dtype)
+    batch's arrays are read-only, which ``torch.from_numpy`` warns about). A batch
+    that shares graphs is packed as its distinct graphs (``gb.distinct``) followed
+    by ``gb.graph_index``, so a shared denominator travels once."""
+    size, distinct = len(gb), gb.distinct
+    header = np.array([len(distinct), distinct.max_states, distinct.max_arcs, size],
+                      dtype=np.int64)
+    parts = [header] + [np.ascontiguousarray(getattr(distinct, name), dtype)
                         for name, dtype, _ in _PACKED_FIELDS]  # fmt: skip
+    if distinct is not gb:
+        parts.append(np.ascontiguousarray(gb.graph_index, np.int64))
     # frombuffer, unlike from_numpy, is no TracerWarning under torch.jit.trace
     return torch.frombuffer(bytearray(b"".join(p.tobytes() for p in parts)),
                             dtype=torch.uint8)
 
 
 def _unpack_graphs(packed):
-    """The padded arrays of a packed graph, as keyword arguments of from_padded, and
-    the number of examples its one graph stands for (1: one graph per example)."""
+    """The padded arrays of a packed batch's distinct graphs, as keyword arguments
+    of from_padded, and the graph index of its examples (None: one graph each)."""
     wrong = ValueError("graph must be a 1-D uint8 tensor made by pack_graphs")
     if packed.ndim != 1 or packed.dtype != np.uint8 or packed.size < _HEADER_BYTES:
         raise wrong
-    size, states, arcs, copies = (int(v) for v in packed[:_HEADER_BYTES].view(np.int64))
-    if min(size, states, arcs) < 0 or copies < 1 or (copies > 1 and size != 1):
+    distinct, states, arcs, size = (int(v) for v in
+                                    packed[:_HEADER_BYTES].view(np.int64))
+    if min(distinct, states, arcs) < 0 or size < distinct or (size > 0 and not distinct):
         raise wrong
     dims = {None: (), "S": (states,), "A": (arcs,)}
-    fields = [(name, dtype, (size, *dims[axis])) for name, dtype, axis in _PACKED_FIELDS]
+    fields = [(name, dtype, (distinct, *dims[axis]))
+              for name, dtype, axis in _PACKED_FIELDS]
     ends = np.cumsum([_HEADER_BYTES] + [int(np.prod(shape)) * np.dtype(dtype).itemsize
                                         for _, dtype, shape in fields])  # fmt: skip
-    if ends[-1] != packed.size:
+    index_bytes = 0 if size == distinct else 8 * size
+    if ends[-1] + index_bytes != packed.size:
         raise wrong
+    graph_index = None
+    if index_bytes:
+        graph_index = packed[ends[-1]:].view(np.int64)
+        if graph_index.min() < 0 or graph_index.max() >= distinct:
+            raise wrong
     return {
         name: packed[start:end].view(dtype).reshape(shape)
         for (name, dtype, shape), start, end in zip(fields, ends[:-1], ends[1:])
-    }, copies
+    }, graph_index
 
 
 _GRAPH_CACHE = OrderedDict()  # (packed bytes, size, shared) -> GraphBatch
@@ -137,10 +147,10 @@ def _graph_batch(graph, size, shared):
         if gb is not None:
             _GRAPH_CACHE.move_to_end(key)
             return gb
-    fields, copies = _unpack_graphs(packed)
+    fields, graph_index = _unpack_graphs(packed)
     gb = GraphBatch.from_padded(**fields)
-    if copies > 1:  # one graph for `copies` examples: a shared batch, stored once
-        gb = batch(gb.graphs * copies)
+    if graph_index is not None:  # graphs shared among examples: stored once
+        gb = batch([gb.graphs[r] for r in graph_index.tolist()])
     if shared:
         if len(gb) != 1:
             raise ValueError(f"a shared graph must hold one graph, got {len(gb)}")

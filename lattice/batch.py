@@ -20,6 +20,11 @@ from .graph import Graph
 
 __all__ = ["GraphBatch", "batch"]
 
+# the per-example arrays of a batch that shares graphs, made from the distinct
+# graphs' rows when first read (GraphBatch.__getattr__)
+_PER_EXAMPLE = ("labels", "tokens", "start", "final", "src", "dst", "weight",
+                "band_slot", "band_arc")
+
 
 
 
@@ -87,13 +92,16 @@ class GraphBatch:
     targets), or from padded arrays with :meth:`from_padded`. All arrays are
     read-only.
 
-    A batch made from one graph repeated (the same ``Graph`` object for every
-    example, as ``[g] * B`` or a bare ``Graph`` given to the engine) stores that
-    graph once: every array below, and every index and cast made from them, is a
-    zero-stride view of one graph's (``shared_graph`` says which), so a denominator
-    of 300,000 arcs costs its own size, not B times it. Results, gradients included,
-    are those of a batch of copies, bit for bit; gradients to arc weights stay per
-    example (sum them over the batch for the shared graph's).
+    A graph object that appears more than once (``[g] * B``, a bare ``Graph`` given
+    to the engine, or ``[den, g1, den, g2]``) is stored once: the batch keeps the
+    distinct graphs (:attr:`distinct`) and, per example, the row of the one it uses
+    (:attr:`graph_index`), and the kernels read that row, so a denominator of
+    300,000 arcs costs its own size, not B times it. The per-example arrays below
+    are then made from those rows when first read: zero-stride views when one graph
+    serves the whole batch (``shared_graph`` says which), gathered copies
+    otherwise. Results, gradients included, are those of a batch of copies, bit for
+    bit; gradients to arc weights stay per example (sum the rows of the examples
+    that share a graph for that graph's).
 
     Attributes
     ----------
@@ -150,9 +158,15 @@ class GraphBatch:
                 raise TypeError(
                     f"graphs[{i}] must be a lattice.Graph, got {type(g).__name__}"
                 )
-        if len(graphs) > 1 and all(g is graphs[0] for g in graphs):
-            # one graph for every example (a shared denominator, say): stored once
-            self._share(GraphBatch(graphs[:1]), len(graphs))
+        # a graph object that repeats (a shared denominator, say) is stored once
+        rows, distinct = {}, []
+        for g in graphs:
+            if rows.setdefault(id(g), len(distinct)) == len(distinct):
+                distinct.append(g)
+        if len(distinct) < len(graphs):
+            graph_index = np.fromiter((rows[id(g)] for g in graphs), np.int64,
+                                      len(graphs))
+            self._share(GraphBatch(distinct), graph_index)
             self._set(_graphs=graphs)
             return
         num_states = np.array([g.num_states for g in graphs], dtype=np.int32)
@@ -335,28 +349,80 @@ class GraphBatch:
         self._set(max_label=int(self.labels.max(initial=-1)) if s_max else -1,
                   _cast_cache={}, _shared=None)
 
-    def _share(self, one, size):
-        """Make this a batch of ``size`` examples that all use the graph of the
-        one-graph batch ``one``: every array, and every index and cast made from
-        them, is a zero-stride view of ``one``'s, so the graph is stored once and the
-        kernels read the same rows for every example."""
-        def wide(value):
-            if not isinstance(value, np.ndarray):
-                return value
-            return np.broadcast_to(value, (size,) + value.shape[1:])
+    def _share(self, distinct, graph_index):
+        """Make this a batch whose example ``b`` uses graph ``graph_index[b]`` of the
+        batch of distinct graphs ``distinct``: the kernels read ``distinct``'s rows,
+        and the per-example arrays are made from them when first read
+        (:meth:`__getattr__`)."""
+        graph_index = freeze(np.asarray(graph_index, dtype=np.int64))
+        self._set(_shared=(distinct, graph_index), _graphs=None, _csr=None,
+                  _cast_cache={}, max_states=distinct.max_states,
+                  max_arcs=distinct.max_arcs, band=distinct.band,
+                  max_label=distinct.max_label)
+        self._set(num_states=self._per_example(distinct.num_states),
+                  num_arcs=self._per_example(distinct.num_arcs))
 
-        self._set(_shared=(one, size), _graphs=None, _csr=None, _cast_cache={},
-                  max_states=one.max_states, max_arcs=one.max_arcs, band=one.band,
-                  max_label=one.max_label)
-        for name in ("num_states", "num_arcs", "labels", "tokens", "start", "final",
-                     "src", "dst", "weight", "band_slot", "band_arc"):
-            self._set(**{name: wide(getattr(one, name))})
+    def _per_example(self, value):
+        """``value`` (one row per distinct graph) as one row per example: a
+        zero-stride view if one graph serves every example, else a frozen gather."""
+        if not isinstance(value, np.ndarray):
+            return value
+        distinct, graph_index = self._shared
+        if len(distinct) == 1:
+            return np.broadcast_to(value, graph_index.shape + value.shape[1:])
+        return freeze(value[graph_index])
+
+    def __getattr__(self, name):
+        # only reached when the attribute is not set: the per-example arrays of a
+        # batch that shares graphs, made from the distinct graphs' when first read
+        shared = self.__dict__.get("_shared")
+        if shared is None or name not in _PER_EXAMPLE:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = self._per_example(getattr(shared[0], name))
+        self._set(**{name: value})
+        return value
+
+    @property
+    def distinct(self):
+        """The batch of the distinct graphs, the rows the kernels read: ``self``
+        unless a graph object repeats (see :attr:`graph_index`).
+
+        Examples
+        --------
+        >>> import lattice
+        >>> den, a, b = (lattice.build("ctc", t) for t in ([1, 2], [3], [2, 2]))
+        >>> gb = lattice.batch([den, a, den, b, den])
+        >>> len(gb), len(gb.distinct), gb.distinct.graphs[0] is den
+        (5, 3, True)
+        """
+        return self if self._shared is None else self._shared[0]
+
+    @property
+    def graph_index(self):
+        """ndarray of int64, shape (B,): the row of :attr:`distinct` that example
+        ``b`` uses (``arange(B)`` when no graph object repeats).
+
+        Examples
+        --------
+        >>> import lattice
+        >>> den, a = lattice.build("ctc", [1, 2]), lattice.build("ctc", [3])
+        >>> lattice.batch([den, a, den, den]).graph_index.tolist()
+        [0, 1, 0, 0]
+        """
+        if self._shared is not None:
+            return self._shared[1]
+        index = self._cast_cache.get("graph_index")
+        if index is None:
+            index = self._cast_cache["graph_index"] = freeze(
+                np.arange(len(self), dtype=np.int64))
+        return index
 
     @property
     def shared_graph(self):
         """The :class:`Graph` every example uses, stored once, if the batch was made
         from one graph repeated (the same object) and has more than one example;
-        else None.
+        else None (see :attr:`graph_index` for graphs shared by some examples).
 
         Examples
         --------
@@ -368,7 +434,9 @@ class GraphBatch:
         >>> lattice.batch([g, lattice.build("ctc", [1, 2])]).shared_graph is None
         True
         """
-        return None if self._shared is None else self.graphs[0]
+        if self._shared is None or len(self._shared[0]) != 1:
+            return None
+        return self._shared[0].graphs[0]
 
     def _set(self, **values):
         """Set attributes from inside the class (``__setattr__`` refuses)."""
@@ -385,7 +453,7 @@ class GraphBatch:
         raise AttributeError(f"GraphBatch is immutable: cannot delete {name!r}")
 
     def __getstate__(self):
-        if self._shared is not None:  # the one graph, not its views
+        if self._shared is not None:  # the distinct graphs, not the views made of them
             return {"_shared": self._shared, "_graphs": self._graphs}
         # the dtype casts are rebuilt when first asked for
         return {k: v for k, v in vars(self).items() if k != "_cast_cache"}
@@ -443,10 +511,9 @@ class GraphBatch:
         """(in_ptr, in_arc, out_ptr, out_arc, max_in_degree, max_out_degree),
         computed once."""
         if self._csr is None and self._shared is not None:
-            one, size = self._shared
-            *indexes, max_in, max_out = one._index_csr()
-            self._set(_csr=tuple(np.broadcast_to(a, (size,) + a.shape[1:])
-                                 for a in indexes) + (max_in, max_out))
+            *indexes, max_in, max_out = self._shared[0]._index_csr()
+            self._set(_csr=tuple(self._per_example(a) for a in indexes)
+                      + (max_in, max_out))
         if self._csr is None:
             size = len(self.num_states)
             arc_mask = np.arange(self.max_arcs) < self.num_arcs[:, None]
@@ -475,11 +542,16 @@ class GraphBatch:
     in_arc = property(lambda self: self._index_csr()[1])
     out_ptr = property(lambda self: self._index_csr()[2])
     out_arc = property(lambda self: self._index_csr()[3])
-    max_in_degree = property(lambda self: self._index_csr()[4])
-    max_out_degree = property(lambda self: self._index_csr()[5])
+    # read from the distinct graphs: a batch that shares graphs makes its per-example
+    # indexes only if they are read
+    max_in_degree = property(lambda self: self.distinct._index_csr()[4])
+    max_out_degree = property(lambda self: self.distinct._index_csr()[5])
 
     @property
     def graphs(self):
+        if self._graphs is None and self._shared is not None:
+            distinct = self._shared[0].graphs
+            self._set(_graphs=tuple(distinct[r] for r in self._shared[1].tolist()))
         if self._graphs is None:
             self._set(_graphs=tuple(
                 Graph(self.labels[b, :S], self.src[b, :A], self.dst[b, :A],
@@ -503,9 +575,8 @@ class GraphBatch:
         dtype = np.dtype(dtype)
         cached = self._cast_cache.get(dtype)
         if cached is None and self._shared is not None:
-            one, size = self._shared
-            cached = tuple(np.broadcast_to(a, (size,) + a.shape[1:])
-                           for a in one.weights_as(dtype))
+            cached = tuple(self._per_example(a)
+                           for a in self._shared[0].weights_as(dtype))
             self._cast_cache[dtype] = cached
         elif cached is None:
             cached = tuple(freeze(a, dtype) for a in (self.weight, self.start, self.final))
@@ -545,7 +616,7 @@ class GraphBatch:
         [[10.0, 30.0, -1.0, 20.0, -1.0]]
         """
         self._require_band("band_table")
-        return _gather_rows(values, self.band_arc, fill, pad=self.band - 1)
+        return _gather_rows(values, self._transient("band_arc"), fill, pad=self.band - 1)
 
     def band_weights_as(self, dtype):
         """The batch's arc weights as a :meth:`band_table` (``-inf`` where no arc),
@@ -562,9 +633,7 @@ class GraphBatch:
         dtype = np.dtype(dtype)
         cached = self._cast_cache.get(("band", dtype))
         if cached is None and self._shared is not None:
-            one, size = self._shared
-            table = one.band_weights_as(dtype)
-            cached = np.broadcast_to(table, (size,) + table.shape[1:])
+            cached = self._per_example(self._shared[0].band_weights_as(dtype))
             self._cast_cache[("band", dtype)] = cached
         elif cached is None:
             cached = freeze(self.band_table(self.weights_as(dtype)[0], -np.inf))
@@ -583,7 +652,14 @@ class GraphBatch:
         [[10.0, 20.0, 30.0]]
         """
         self._require_band("arc_values")
-        return _gather_rows(table, self.band_slot, 0)
+        return _gather_rows(table, self._transient("band_slot"), 0)
+
+    def _transient(self, name):
+        """The per-example array ``name``, made for one use (not kept on the batch)
+        if the batch shares graphs and has not made it yet."""
+        if self._shared is None or name in self.__dict__:
+            return getattr(self, name)
+        return self._per_example(getattr(self._shared[0], name))
 
 
 def _gather_rows(values, index, fill, pad=0):
@@ -609,8 +685,9 @@ def batch(graphs) -> GraphBatch:
     Parameters
     ----------
     graphs : sequence of Graph, or GraphBatch
-        One graph per example. A ``GraphBatch`` is returned unchanged. One graph
-        object repeated is stored once (:attr:`GraphBatch.shared_graph`).
+        One graph per example. A ``GraphBatch`` is returned unchanged. A graph
+        object that repeats is stored once (:attr:`GraphBatch.distinct`,
+        :attr:`GraphBatch.graph_index`).
 
     Returns
     -------

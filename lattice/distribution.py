@@ -450,7 +450,7 @@ def token_posteriors(
     """
     backend, p = make_problem(emissions, graphs, lengths, arc_weights, start_weights,
                               final_weights)
-    num_tokens = int(p.batch.tokens.max(initial=-1)) + 1
+    num_tokens = int(p.batch.distinct.tokens.max(initial=-1)) + 1
     result = backend.posteriors(p, entropy=False, gradients=False,
                                 num_tokens=num_tokens, onsets=bool(onsets))
     raise_if_nan(result.log_z, p)

@@ -141,7 +141,13 @@ def make_problem(emissions, graphs, lengths, arc_weights, start_weights, final_w
         )
     lengths = check_lengths("lengths", lengths, size, frames)
     dtype = emissions.dtype
-    weight, start, final = gb.weights_as(dtype)
+    overrides = (arc_weights, start_weights, final_weights)
+    if all(value is None for value in overrides):
+        # the graphs' own weights: one row per distinct graph, as the kernels read it
+        weight, start, final = gb.distinct.weights_as(dtype)
+        return backend, Problem(emissions, gb, lengths, weight, False, False, start,
+                                final, gb.graph_index)
+    weight, start, final = gb.weights_as(dtype)  # one row per example
     time_dependent = False
     if arc_weights is not None:
         arr = np.asarray(arc_weights)
@@ -153,7 +159,8 @@ def make_problem(emissions, graphs, lengths, arc_weights, start_weights, final_w
     if final_weights is not None:
         final = check_log_weights("final_weights", final_weights, final.shape, dtype)
     return backend, Problem(emissions, gb, lengths, weight, time_dependent,
-                            arc_weights is not None, start, final)
+                            arc_weights is not None, start, final,
+                            np.arange(size, dtype=np.int64))
 
 
 def raise_if_nan(scores, p):
@@ -214,8 +221,8 @@ def raise_if_nan(scores, p):
     finite = used[np.isfinite(used)]
     largest = float(np.abs(finite).max(initial=0.0))
     weights = float(max(
-        np.abs(w[b][np.isfinite(w[b])]).max(initial=0.0)
-        for w in (p.weight, p.start, p.final)
+        np.abs(w[row][np.isfinite(w[row])]).max(initial=0.0)
+        for w in (p.weight, p.start, p.final) for row in [p.weight_index[b]]
     ))  # fmt: skip
     raise FloatingPointError(
         f"the score of example(s) {examples} overflowed {emissions.dtype.name}: "

@@ -170,7 +170,7 @@ def test_budget_chooses_checkpoints(monkeypatch):
 
         def wrapped(*args):
             if name.startswith("forward_backward_banded"):
-                alpha, k = args[9], args[10]
+                alpha, k = args[11], args[12]
                 sizes[name] = (k, alpha.shape[1])
             return fn(*args)
 

@@ -1,7 +1,9 @@
-"""One denominator graph for the whole batch (issue 18): stored once (a shared
-GraphBatch) against one copy per example. B=32, T=150, a random general graph of
-2,000 states and 20,000 arcs, float32; the time of the engine passes and the peak
-memory of building the batch and running forward-backward on it."""
+"""Denominator graphs shared among examples (issue 18): one graph for the whole batch
+("shared"), two graphs for half of it each ("halves", read through
+GraphBatch.graph_index), against one copy per example ("copies"). B=32, T=150, random
+general graphs of 2,000 states and 20,000 arcs, float32; the time of the engine
+passes and the peak memory of building the batch and running forward-backward on
+it."""
 
 import numpy as np
 
@@ -14,26 +16,28 @@ if SMOKE:
     SIZE, FRAMES, CLASSES, STATES, IN_DEGREE = 4, 20, 8, 50, 4
 
 
-def _denominator():
-    return random_graph_like(STATES, CLASSES, IN_DEGREE, np.random.default_rng(2))
+def _denominator(seed=2):
+    return random_graph_like(STATES, CLASSES, IN_DEGREE, np.random.default_rng(seed))
 
 
-def _batch(graph, layout):
+def _batch(graph, layout, second=None):
     if layout == "shared":
         return lattice.batch([graph] * SIZE)
+    if layout == "halves":
+        return lattice.batch([graph, second] * (SIZE // 2))
     # what a caller gets who builds the same graph once per example
     return lattice.batch([lattice.Graph(graph.labels, graph.src, graph.dst, graph.weight,
                                         graph.start, graph.final) for _ in range(SIZE)])
 
 
 class SharedDenominator:
-    params = (["shared", "copies"], THREADS)
+    params = (["shared", "halves", "copies"], THREADS)
     param_names = ["layout", "threads"]
     timeout = 300
 
     def setup(self, layout, threads):
-        self.graph = _denominator()
-        self.batch = _batch(self.graph, layout)
+        self.graph, self.second = _denominator(), _denominator(4)
+        self.batch = _batch(self.graph, layout, self.second)
         self.layout = layout
         rng = np.random.default_rng(3)
         self.emissions = np.log(rng.dirichlet(np.ones(CLASSES), size=(SIZE, FRAMES))
@@ -41,7 +45,7 @@ class SharedDenominator:
         set_threads(threads)
 
     def time_build_batch(self, layout, threads):
-        _batch(self.graph, layout)
+        _batch(self.graph, layout, self.second)
 
     def time_forward(self, *params):
         lattice.forward(self.emissions, self.batch)
@@ -53,4 +57,4 @@ class SharedDenominator:
         lattice.viterbi(self.emissions, self.batch)
 
     def peakmem_build_and_forward_backward(self, layout, threads):
-        lattice.forward_backward(self.emissions, _batch(self.graph, layout))
+        lattice.forward_backward(self.emissions, _batch(self.graph, layout, self.second))

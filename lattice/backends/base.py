@@ -31,20 +31,26 @@ class Problem(NamedTuple):
         float32 or float64 with a unit stride over classes (or a single class);
         ``T`` and ``C`` at most ``2**31 - 1``.
     batch : GraphBatch
-        One graph per example; every label is below ``C``.
+        One graph per example; every label is below ``C``. A graph shared by
+        several examples is stored once: example ``b`` uses row
+        ``batch.graph_index[b]`` of ``batch.distinct``, the arrays a backend reads.
     lengths : ndarray of int64, shape (B,)
         Valid frames per example, in ``[0, T]``.
-    weight : ndarray, shape (B, A_max) or (B, T, A_max)
-        Arc log-weights in the emissions' dtype: the batch's own
-        (``batch.weights_as(dtype)[0]``) unless ``custom_weights``; no NaN, no
-        ``+inf``.
+    weight : ndarray, shape (R, A_max) or (R, T, A_max)
+        Arc log-weights in the emissions' dtype, example ``b`` at row
+        ``weight_index[b]``: the graphs' own (``batch.distinct.weights_as(dtype)[0]``)
+        unless ``custom_weights``; no NaN, no ``+inf``.
     time_dependent : bool
-        Whether ``weight`` has a time axis (``weight[b, t, a]`` scores arc ``a``
+        Whether ``weight`` has a time axis (``weight[r, t, a]`` scores arc ``a``
         taken into frame ``t``).
     custom_weights : bool
         Whether ``weight`` was passed by the caller instead of read from the batch.
-    start, final : ndarray, shape (B, S_max)
-        Start / final log-weights in the emissions' dtype.
+    start, final : ndarray, shape (R, S_max)
+        Start / final log-weights in the emissions' dtype, rows as ``weight``'s.
+    weight_index : ndarray of int64, shape (B,)
+        The row of ``weight``, ``start`` and ``final`` that example ``b`` reads:
+        ``batch.graph_index`` when all three are the graphs' own (R is the number
+        of distinct graphs), ``arange(B)`` when any was passed per example (R = B).
     """
 
     emissions: np.ndarray
@@ -55,6 +61,7 @@ class Problem(NamedTuple):
     custom_weights: bool
     start: np.ndarray
     final: np.ndarray
+    weight_index: np.ndarray
 
 
 class Gradients(NamedTuple):

@@ -367,9 +367,12 @@ class CPUBackend(Backend):
         gb = problem.batch
         if problem.time_dependent or gb.band is None or not self._settings["banded"]:
             return None
+        # rows as the weights' (Problem.weight_index): the distinct graphs', or one
+        # per example
+        rows = gb.distinct if problem.weight.shape[0] == len(gb.distinct) else gb
         if not problem.custom_weights:
-            return gb.band_weights_as(problem.emissions.dtype)
-        return gb.band_table(problem.weight, -np.inf)
+            return rows.band_weights_as(problem.emissions.dtype)
+        return rows.band_table(problem.weight, -np.inf)
 
     def ell_cap(self, batch):
         """The most ELL slots per state the general kernels' workspaces hold for
@@ -405,12 +408,14 @@ class CPUBackend(Backend):
         if size == 0:
             return scores
         gb = p.batch
+        d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
         run = _Run(p, self._settings["serial_work"])
         band_weight = self._band_weight(p)
         if band_weight is not None:
             w = run.workspaces("forward_banded")
             self.kernel(f"forward_banded_{semiring}_{_DTYPE_NAME[dtype]}")(
-                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.band,
+                p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+                d.num_states, d.labels, gb.band,
                 band_weight, p.start, p.final, w["scratch"], w["bp_scratch"], scores,
                 run.num_threads,
             )  # fmt: skip
@@ -418,8 +423,9 @@ class CPUBackend(Backend):
             cap = self.ell_cap(gb)
             w = run.workspaces("forward", cap)
             self.kernel(f"forward_{semiring}_{_DTYPE_NAME[dtype]}")(
-                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
-                gb.dst, gb.in_ptr, gb.in_arc, self._weight_view(p), p.start, p.final,
+                p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+                d.num_states, d.labels, d.src,
+                d.dst, d.in_ptr, d.in_arc, self._weight_view(p), p.start, p.final,
                 w["scratch"], w["work"], w["kwork"], w["bp_scratch"], cap, scores,
                 run.num_threads,
             )  # fmt: skip
@@ -432,6 +438,7 @@ class CPUBackend(Backend):
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
         gb = p.batch
+        d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
         scores = np.empty(size, dtype=dtype)
         grad_emissions, arc_grad, grad_weight, grad_start, grad_final = _zero_gradients(p)
         if size:
@@ -440,9 +447,10 @@ class CPUBackend(Backend):
             if band_weight is not None:
                 k = run.checkpoint("forward_backward_banded", checkpoint)
                 w = run.workspaces("forward_backward_banded", checkpoint=k)
-                grad_band = np.zeros(band_weight.shape, dtype=dtype)  # C order (the input may be a broadcast)
+                grad_band = np.zeros((size, band_weight.shape[1]), dtype=dtype)
                 self.kernel(f"forward_backward_banded_{_DTYPE_NAME[dtype]}")(
-                    p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.band,
+                    p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+                    d.num_states, d.labels, gb.band,
                     band_weight, p.start, p.final, w["alpha"], k, w["scratch"],
                     grad_emissions, grad_band, grad_start, grad_final,
                     scores, run.num_threads,
@@ -453,8 +461,9 @@ class CPUBackend(Backend):
                 k = run.checkpoint("forward_backward", checkpoint, cap)
                 w = run.workspaces("forward_backward", cap, checkpoint=k)
                 self.kernel(f"forward_backward_{_DTYPE_NAME[dtype]}")(
-                    p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
-                    gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
+                    p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+                    d.num_states, d.labels, d.src,
+                    d.dst, d.in_ptr, d.in_arc, d.out_ptr, d.out_arc,
                     self._weight_view(p), p.start, p.final, w["alpha"], k, w["beta"],
                     w["work"], w["kwork"], w["fwork"], w["fkwork"], cap,
                     grad_emissions, grad_weight, grad_start, grad_final,
@@ -467,6 +476,7 @@ class CPUBackend(Backend):
         size, frames, _ = p.emissions.shape
         dtype = p.emissions.dtype
         gb = p.batch
+        d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
         scores = np.full(size, -np.inf, dtype=dtype)
         states = np.full((size, frames), -1, dtype=np.int32)
         labels = np.full((size, frames), -1, dtype=np.int32)
@@ -481,8 +491,9 @@ class CPUBackend(Backend):
                                    ratio=dtype.itemsize)  # float rows over byte rows
                 w = run.workspaces("viterbi_banded", checkpoint=k)
                 self.kernel(f"viterbi_banded_{_DTYPE_NAME[dtype]}")(
-                    p.emissions, p.lengths, run.order, gb.num_states, gb.labels,
-                    gb.tokens, gb.band, gb.band_arc, band_weight, p.start, p.final,
+                    p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+                    d.num_states, d.labels,
+                    d.tokens, gb.band, d.band_arc, band_weight, p.start, p.final,
                     w["scratch"], k, w["backpointers"], states, labels, arcs,
                     seg[0], seg[1], seg[2], num_segments, scores, run.num_threads,
                 )  # fmt: skip
@@ -496,8 +507,9 @@ class CPUBackend(Backend):
                                    ratio=dtype.itemsize / np.dtype(bp_dtype).itemsize)
                 w = run.workspaces("viterbi", cap, bp_dtype, checkpoint=k)
                 self.kernel(f"viterbi_{_DTYPE_NAME[dtype]}_{kind}")(
-                    p.emissions, p.lengths, run.order, gb.num_states, gb.labels,
-                    gb.tokens, gb.src, gb.in_ptr, gb.in_arc, self._weight_view(p),
+                    p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+                    d.num_states, d.labels,
+                    d.tokens, d.src, d.in_ptr, d.in_arc, self._weight_view(p),
                     p.start, p.final, w["scratch"], k, w["backpointers"], w["work"],
                     w["kwork"], cap, states, labels, arcs,
                     seg[0], seg[1], seg[2], num_segments, scores, run.num_threads,
@@ -550,6 +562,7 @@ class CPUBackend(Backend):
         size, frames, _ = p.emissions.shape
         dtype = p.emissions.dtype
         gb = p.batch
+        d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
         scores = np.full((size, num_samples), -np.inf, dtype=dtype)
         paths = np.full((3, size, num_samples, frames), -1, dtype=np.int32)
         log_z = np.full(size, -np.inf, dtype=dtype)
@@ -558,8 +571,9 @@ class CPUBackend(Backend):
             D, band_weight, cap = self._full_alpha_inputs(p)
             w = run.workspaces("sample", cap)
             self.kernel(f"sample_{_DTYPE_NAME[dtype]}")(
-                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
-                gb.dst, gb.in_ptr, gb.in_arc, self._weight_view(p), p.start, p.final,
+                p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+                d.num_states, d.labels, d.src,
+                d.dst, d.in_ptr, d.in_arc, self._weight_view(p), p.start, p.final,
                 D, band_weight, w["alpha"], w["work"], w["kwork"], w["bp_scratch"],
                 w["draws"], cap, key, paths[0], paths[1], paths[2], scores, log_z,
                 run.num_threads,
@@ -571,6 +585,7 @@ class CPUBackend(Backend):
         size, frames, _ = p.emissions.shape
         dtype = p.emissions.dtype
         gb = p.batch
+        d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
         T = int(p.lengths.max(initial=0))
         D, band_weight, cap = self._full_alpha_inputs(p)
         extra = {"k": k, "T": T, "degree": max(gb.max_in_degree, 1)}
@@ -591,8 +606,9 @@ class CPUBackend(Backend):
             w = run.workspaces("kbest", cap, **extra)
             best = np.empty(size, dtype=dtype)
             self.kernel(f"kbest_{_DTYPE_NAME[dtype]}")(
-                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.src,
-                gb.dst, gb.in_ptr, gb.in_arc, self._weight_view(p), p.start, p.final,
+                p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+                d.num_states, d.labels, d.src,
+                d.dst, d.in_ptr, d.in_arc, self._weight_view(p), p.start, p.final,
                 D, band_weight, w["alpha"], w["work"], w["kwork"], w["bp_scratch"], cap,
                 w["node_of"], w["nodes"], w["path_scores"], w["path_info"],
                 w["cand_scores"], w["cand_info"], w["stack"],
@@ -607,6 +623,7 @@ class CPUBackend(Backend):
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
         gb = p.batch
+        d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
         entropy = bool(entropy or gradients)
         scores = np.full(size, -np.inf, dtype=dtype)
         H = np.zeros(size, dtype=dtype)
@@ -627,12 +644,13 @@ class CPUBackend(Backend):
         if size and frames:
             run = _Run(p, self._settings["serial_work"])
             D, band_weight, cap = self._full_alpha_inputs(p)
-            grad_band = (np.zeros(band_weight.shape, dtype=dtype) if gradients and D
-                         else _zero_strides(size, 1, dtype))
+            grad_band = (np.zeros((size, band_weight.shape[1]), dtype=dtype)
+                         if gradients and D else _zero_strides(size, 1, dtype))
             w = run.workspaces("posteriors", cap, entropy=entropy)
             self.kernel(f"posteriors_{_DTYPE_NAME[dtype]}")(
-                p.emissions, p.lengths, run.order, gb.num_states, gb.labels, gb.tokens,
-                gb.src, gb.dst, gb.in_ptr, gb.in_arc, gb.out_ptr, gb.out_arc,
+                p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+                d.num_states, d.labels, d.tokens,
+                d.src, d.dst, d.in_ptr, d.in_arc, d.out_ptr, d.out_arc,
                 self._weight_view(p), p.start, p.final, D, band_weight,
                 w["alpha"], w["work"], w["kwork"], w["bp_scratch"],
                 w["prefix_entropy"], w["rows"], cap, entropy, gradients,
