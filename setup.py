@@ -32,7 +32,8 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = ["lattice/_core.pyx.tp", "lattice/_dist.pxi.tp", "lattice/_rows.h.tp"]
+TEMPLATES = ["lattice/_core.pyx.tp", "lattice/_dist.pxi.tp", "lattice/_prob.pxi.tp",
+             "lattice/_rows.h.tp"]
 
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -124,7 +125,8 @@ def extensions():
         "lattice._core",
         ["lattice/_core.pyx"],
         include_dirs=["lattice"],
-        depends=["lattice/_vmath.h", "lattice/_rows.h", "lattice/_dist.pxi", "lattice/_layout.py"],
+        depends=["lattice/_vmath.h", "lattice/_rows.h", "lattice/_dist.pxi",
+                 "lattice/_prob.pxi", "lattice/_layout.py"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

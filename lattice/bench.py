@@ -3,7 +3,10 @@
 Every implementation computes the summed CTC loss of the same seeded batch (forward)
 and its gradient with respect to the log-probabilities (forward + backward), with the
 same number of threads. The table gives the median time of several runs and the
-ratio other / lattice (above 1: lattice is faster). The asv suite in
+ratio other / lattice (above 1: lattice is faster), and, for forward + backward, the
+largest error of lattice's and torch's gradients against torch's float64 gradient
+of the same inputs (lattice's gradient is minus the posterior, torch's assumes
+log-softmax inputs and adds their softmax: the reference is converted for each). The asv suite in
 ``asv_benchmarks/`` measures the same things and more, over time. The command line
 is :mod:`lattice.cli.bench`; torch (and jax) are imported only when measuring.
 """
@@ -70,6 +73,33 @@ def _optax_runners(log_probs, targets):
             lambda: grad(logits).block_until_ready())
 
 
+def _gradient_errors(log_probs, targets):
+    """The largest absolute error of lattice's and torch's gradients (in the dtype
+    of ``log_probs``) against torch's float64 gradient, each in its own
+    convention."""
+    import torch
+
+    from lattice.torch import ctc_loss
+
+    T, B, _ = log_probs.shape
+    args = (torch.from_numpy(targets), torch.full((B,), T),
+            torch.full((B,), targets.shape[1]))
+
+    def gradient(fn, x):
+        x = x.clone().requires_grad_()
+        fn(x, *args, reduction="sum").backward()
+        return x.grad.double()
+
+    x = torch.from_numpy(log_probs)
+    reference = gradient(torch.nn.functional.ctc_loss, x.double())
+    return {
+        "lattice": float((gradient(ctc_loss, x) - (reference - x.double().exp()))
+                         .abs().max()),
+        "torch": float((gradient(torch.nn.functional.ctc_loss, x) - reference)
+                       .abs().max()),
+    }
+
+
 def _median_ms(fn, repeat):
     fn()  # warm up (and compile, for jax)
     times = []
@@ -120,7 +150,8 @@ def run_bench(shapes=SHAPES, dtypes=("float32",), threads=2, repeat=5, progress=
     -------
     list of dict
         One row per (shape, dtype, pass) with the median milliseconds of each
-        implementation.
+        implementation (``"ms"``) and, for forward+backward, the largest gradient
+        error of lattice and torch against torch in float64 (``"error"``).
 
     Raises
     ------
@@ -162,7 +193,10 @@ def run_bench(shapes=SHAPES, dtypes=("float32",), threads=2, repeat=5, progress=
                         if progress is not None:
                             progress(f"{impl} {name} {shape} {dtype}")
                         timings[impl] = _median_ms(fns[index], repeat)
-                    rows.append({"shape": shape, "dtype": dtype, "pass": name, "ms": timings})
+                    row = {"shape": shape, "dtype": dtype, "pass": name, "ms": timings}
+                    if index == 1:
+                        row["error"] = _gradient_errors(log_probs, targets)
+                    rows.append(row)
     finally:
         lattice.set_num_threads(None)
     return rows
@@ -179,18 +213,29 @@ def format_table(rows):
     >>> print(format_table([row]))
     B T C S dtype   pass    lattice ms torch ms torch/lattice
     1 2 3 1 float32 forward        1.0      5.0          5.00
+    >>> grad = dict(row, **{"pass": "forward+backward",
+    ...                     "error": {"lattice": 3e-8, "torch": 2.5e-3}})
+    >>> print(format_table([grad]).splitlines()[1])
+    1 2 3 1 float32 forward+backward        1.0      5.0          5.00     3.0e-08   2.5e-03
     """
     if not rows:
         return "(no measurements)"
     others = [impl for impl in rows[0]["ms"] if impl != "lattice"]
+    errors = any("error" in row for row in rows)
     header = ["B", "T", "C", "S", "dtype", "pass", "lattice ms"]
     header += [f"{impl} ms" for impl in others] + [f"{impl}/lattice" for impl in others]
+    if errors:
+        header += ["lattice err", "torch err"]
     table = [header]
     for row in rows:
         ms = row["ms"]
         cells = [str(v) for v in row["shape"]] + [row["dtype"], row["pass"]]
         cells += [f"{ms['lattice']:.1f}"] + [f"{ms[impl]:.1f}" for impl in others]
         cells += [f"{ms[impl] / ms['lattice']:.2f}" for impl in others]
+        if errors:
+            err = row.get("error")
+            cells += ([f"{err['lattice']:.1e}", f"{err['torch']:.1e}"] if err
+                      else ["", ""])
         table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     left = {4, 5}  # dtype and pass read better left-aligned

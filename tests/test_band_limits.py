@@ -71,7 +71,8 @@ def test_off_band_cells_have_zero_posterior(T):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_trimmed_equals_general_on_tight_bands(T, dtype):
     """T just long enough (the band is a thin diagonal) up to roomy: every output of
-    the banded path equals the general path's bit for bit."""
+    the banded path equals the general path's bit for bit (the log-space kernels;
+    in probability space within the contract, test_probability_space.py)."""
     rng = np.random.default_rng(T)
     graphs = [lattice.build("ctc", [1, 2, 3]), lattice.build("ctc", [1, 1]),
               lattice.build("segmentation", [0, 2, 1], min_frames=1),
@@ -79,7 +80,8 @@ def test_trimmed_equals_general_on_tight_bands(T, dtype):
     e = rng.standard_normal((len(graphs), T, 4)).astype(dtype)
     out = {}
     for use in (True, False):
-        with lattice.backends.get_backend("cpu").options(banded=use):
+        with lattice.backends.get_backend("cpu").options(banded=use,
+                                                         probability_space=False):
             fb = lattice.forward_backward(e, graphs)
             ali = lattice.viterbi(e, graphs)
             out[use] = [lattice.forward(e, graphs),

@@ -1,4 +1,6 @@
-"""The banded fast path gives the same bits as the general CSR path."""
+"""The banded fast path gives the same bits as the general CSR path (its log-space
+kernels; forward-backward in probability space is compared with the float64
+log-space result in test_probability_space.py)."""
 
 import numpy as np
 import pytest
@@ -42,6 +44,7 @@ def _banded_batch(rng, size, classes, width):
 @pytest.mark.parametrize("width", [2, 3])
 @pytest.mark.parametrize("seed", range(4))
 def test_banded_equals_general_bit_for_bit(dtype, width, seed, cpu_options):
+    cpu_options(probability_space=False)
     rng = np.random.default_rng(seed)
     classes, frames = 6, 40
     gb = _banded_batch(rng, 12, classes, width)
@@ -84,4 +87,7 @@ def test_banded_path_is_used_and_time_dependent_weights_fall_back(monkeypatch):
     e = np.zeros((1, 6, 3))
     lattice.forward_backward(e, [g])
     lattice.forward_backward(e, [g], arc_weights=np.zeros((1, 6, g.num_arcs)))
-    assert calls == ["forward_backward_banded_float64", "forward_backward_float64"]
+    with cpu.options(probability_space=False):
+        lattice.forward_backward(e, [g])
+    assert calls == ["forward_backward_prob_float64", "forward_backward_float64",
+                     "forward_backward_banded_float64"]

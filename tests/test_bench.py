@@ -20,6 +20,17 @@ def test_run_bench_measures_every_pass_and_implementation():
         assert row["shape"] == (2, 30, 5, 4)
         assert {"lattice", "torch"} <= set(row["ms"])
         assert all(ms > 0 for ms in row["ms"].values())
+        assert ("error" in row) == (row["pass"] == "forward+backward")
+
+
+def test_gradient_errors_against_float64():
+    """lattice's float32 gradient is exact to float32 rounding; torch's float32 one
+    is not on a long input; in float64 both are the reference's (torch's exactly)."""
+    log_probs, targets = bench._problem((1, 3000, 16, 300), "float32")
+    err = bench._gradient_errors(log_probs, targets)
+    assert err["lattice"] < 1e-6 < err["torch"]
+    err = bench._gradient_errors(log_probs.astype("float64"), targets)
+    assert err["lattice"] < 1e-10 and err["torch"] == 0
 
 
 def test_format_table_gives_ratios_to_lattice():
@@ -30,6 +41,10 @@ def test_format_table_gives_ratios_to_lattice():
     assert header.split()[-2:] == ["torch/lattice", "optax/lattice"]
     assert line.split()[-2:] == ["7.50", "5.00"]
     assert bench.format_table([]) == "(no measurements)"
+    rows[0]["error"] = {"lattice": 2.9e-8, "torch": 2.5e-3}
+    header, line = bench.format_table(rows).splitlines()
+    assert header.split()[-4:] == ["lattice", "err", "torch", "err"]
+    assert line.split()[-2:] == ["2.9e-08", "2.5e-03"]
 
 
 def test_main_prints_a_table(monkeypatch, capsys):

@@ -171,25 +171,36 @@ def test_budget_chooses_checkpoints(monkeypatch):
         def wrapped(*args):
             if name.startswith("forward_backward_banded"):
                 alpha, k = args[11], args[12]
-                sizes[name] = (k, alpha.shape[1])
+                sizes[name] = (k, alpha.shape[1], 0)
+            if name.startswith("forward_backward_prob"):
+                alpha, k, table = args[11], args[12], args[13]
+                sizes[name] = (k, alpha.shape[1], table.shape[1])
             return fn(*args)
 
         return wrapped
 
     monkeypatch.setattr(cpu, "kernel", spy)
-    lattice.forward_backward(em, [g])
-    k, full_size = sizes["forward_backward_banded_float32"]
-    assert (k, full_size) == (frames, frames * (S + BAND_PAD))
-    with lattice.memory_budget(full_size * 4 - 1):  # one value short
-        lattice.forward_backward(em, [g])
-    k, size = sizes["forward_backward_banded_float32"]
-    assert k == 20  # ceil(sqrt(400))
-    assert size == (frames // k - 1 + k) * (S + BAND_PAD)  # 19 checkpoints, 20 rows
-    with lattice.memory_budget(0):
-        lattice.forward_backward(em, [g], checkpoint=False)
-    assert sizes["forward_backward_banded_float32"][0] == frames
-    lattice.forward_backward(em, [g], checkpoint=50)
-    assert sizes["forward_backward_banded_float32"][0] == 50
+    # the log-space kernel (float32 tables) and the probability-space one (double
+    # tables, and the emission probabilities of a block's frames)
+    for name, probability_space, itemsize, extra in (
+            ("forward_backward_banded_float32", False, 4, 0),
+            ("forward_backward_prob_float32", True, 8, S)):
+        with cpu.options(probability_space=probability_space):
+            lattice.forward_backward(em, [g])
+            k, full_size, table = sizes[name]
+            assert (k, full_size, table) == (frames, frames * (S + BAND_PAD),
+                                             frames * extra)
+            with lattice.memory_budget((full_size + table) * itemsize - 1):  # one short
+                lattice.forward_backward(em, [g])
+            k, size, table = sizes[name]
+            assert k == 20  # ceil(sqrt(400))
+            assert size == (frames // k - 1 + k) * (S + BAND_PAD)  # 19 checkpoints, 20 rows
+            assert table == k * extra
+            with lattice.memory_budget(0):
+                lattice.forward_backward(em, [g], checkpoint=False)
+            assert sizes[name][0] == frames
+            lattice.forward_backward(em, [g], checkpoint=50)
+            assert sizes[name][0] == 50
 
 
 def test_viterbi_interval_balances_checkpoints_and_backpointers():

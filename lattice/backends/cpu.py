@@ -14,8 +14,12 @@ Kernel families, in the order they are tried:
   kernels with a fixed number of arc slots per state, vectorised gathers;
 * **CSR** loops otherwise.
 
-All three give the same bits (the tests switch the first two off with
-:meth:`CPUBackend.options` and compare).
+Log-space kernels of all three give the same bits (the tests switch the first two
+off with :meth:`CPUBackend.options` and compare). Forward-backward of a banded batch
+runs in probability space instead (``_prob.pxi.tp``: a double recursion rescaled
+every frame, exact to the float64 log-space result for float32 inputs too, and
+faster); an example its consistency check refuses is recomputed with the float64
+log-space kernel (:meth:`CPUBackend._recompute_exactly`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from .. import _core
 from .._layout import BAND_PAD, ELL_MAX_DEGREE, ELL_WIDTHS, INT32_MAX, MAX_BAND
 from .._threads import check_team, get_num_threads
 from ..memory import resolve_checkpoint
-from .base import Backend, Gradients, KBestPaths, Paths, Posteriors, Samples
+from ..batch import GraphBatch
+from .base import Backend, Gradients, KBestPaths, Paths, Posteriors, Problem, Samples
 
 __all__ = ["CPUBackend", "WORKSPACES"]
 
@@ -85,6 +90,17 @@ WORKSPACES = {
     "forward_backward_banded": lambda S, A, K, table, checkpoint=INT32_MAX: {
         "alpha": ("float", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
         "scratch": ("float", 4 * S + BAND_PAD),
+    },
+    # probability space (_prob.pxi.tp): the alpha table in double, the emission
+    # probabilities of a block's frames, CA_t and m_t per frame, the per-example
+    # rows of _prob_forward_backward_one_* and the class map
+    "forward_backward_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1, C=1: {
+        "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
+        "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
+                           "table"),
+        "frames": ("double", 2 * T),
+        "work": ("double", 2 * (MAX_BAND * S + MAX_BAND) + 7 * S + 4 * BAND_PAD),
+        "iwork": ("int32", 4 * S + 1 + C),
     },
     "forward_backward": lambda S, A, K, table, checkpoint=INT32_MAX: {
         "alpha": ("float", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
@@ -262,10 +278,15 @@ class CPUBackend(Backend):
     * ``ell_max_degree`` (default 8): run a general graph in the ELL layout when no
       state has more in- (out-) arcs than this; 0 always runs the CSR loops;
     * ``serial_work`` (default 50,000): batches with fewer (frame x (state + arc))
-      steps run on the calling thread.
+      steps run on the calling thread;
+    * ``probability_space`` (default True): forward-backward of a banded batch in
+      probability space with a double recursion (exact for float32, and faster);
+      False runs the log-space kernels of the input's dtype.
 
-    None of them changes a result, bit for bit; they exist to compare the kernel
-    families and to measure them.
+    Only ``probability_space`` changes results (within the numerical contract of
+    :doc:`/theory`: every output within 1e-6 of the float64 log-space result); the
+    others give the same bits and exist to compare the kernel families and to
+    measure them.
 
     Examples
     --------
@@ -281,7 +302,9 @@ class CPUBackend(Backend):
     name = "cpu"
     xp = np
 
-    _DEFAULTS = {"banded": True, "ell_max_degree": ELL_MAX_DEGREE, "serial_work": 50_000}
+    _DEFAULTS = {"banded": True, "ell_max_degree": ELL_MAX_DEGREE, "serial_work": 50_000,
+                 "probability_space": True}
+    _FLAGS = ("banded", "probability_space")
 
     def __init__(self):
         self._settings = dict(self._DEFAULTS)
@@ -296,7 +319,7 @@ class CPUBackend(Backend):
         --------
         >>> import lattice
         >>> sorted(lattice.backends.get_backend("cpu").get_options())
-        ['banded', 'ell_max_degree', 'serial_work']
+        ['banded', 'ell_max_degree', 'probability_space', 'serial_work']
         """
         return dict(self._settings)
 
@@ -309,6 +332,7 @@ class CPUBackend(Backend):
         banded : bool, optional
         ell_max_degree : int >= 0, optional
         serial_work : int >= 0, optional
+        probability_space : bool, optional
 
         Raises
         ------
@@ -331,16 +355,16 @@ class CPUBackend(Backend):
                     f"unknown option {name!r} of the cpu backend; it has "
                     f"{sorted(self._DEFAULTS)}"
                 )
-            if name == "banded":
+            if name in self._FLAGS:
                 if not isinstance(value, (bool, np.bool_)):
-                    raise TypeError(f"banded must be a bool, got {value!r}")
+                    raise TypeError(f"{name} must be a bool, got {value!r}")
             elif not isinstance(value, numbers.Integral) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an int, got {value!r}")
             elif value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         with self._lock:
             previous = dict(self._settings)
-            self._settings.update({k: (bool(v) if k == "banded" else int(v))
+            self._settings.update({k: (bool(v) if k in self._FLAGS else int(v))
                                    for k, v in changes.items()})
         try:
             yield self
@@ -362,17 +386,24 @@ class CPUBackend(Backend):
         """
         return getattr(_core, name)
 
-    def _band_weight(self, problem):
-        """The band table of arc weights if the banded kernels run, else None."""
-        gb = problem.batch
-        if problem.time_dependent or gb.band is None or not self._settings["banded"]:
+    def _banded(self, problem):
+        """Whether the banded kernels run."""
+        return (not problem.time_dependent and problem.batch.band is not None
+                and self._settings["banded"])
+
+    def _band_weight(self, problem, dtype=None):
+        """The band table of arc weights (in ``dtype``, default the emissions') if
+        the banded kernels run, else None."""
+        if not self._banded(problem):
             return None
+        gb = problem.batch
+        dtype = problem.emissions.dtype if dtype is None else np.dtype(dtype)
         # rows as the weights' (Problem.weight_index): the distinct graphs', or one
         # per example
         rows = gb.distinct if problem.weight.shape[0] == len(gb.distinct) else gb
         if not problem.custom_weights:
-            return rows.band_weights_as(problem.emissions.dtype)
-        return rows.band_table(problem.weight, -np.inf)
+            return rows.band_weights_as(dtype)
+        return rows.band_table(problem.weight, -np.inf).astype(dtype, copy=False)
 
     def ell_cap(self, batch):
         """The most ELL slots per state the general kernels' workspaces hold for
@@ -434,6 +465,74 @@ class CPUBackend(Backend):
     def forward_backward(self, problem, semiring="log", checkpoint=None):
         if semiring == "max":
             return self._best_path_gradients(problem, self.viterbi(problem, checkpoint))
+        if (len(problem.batch) and self._banded(problem)
+                and self._settings["probability_space"]):
+            return self._forward_backward_prob(problem, checkpoint)
+        return self._forward_backward_log(problem, checkpoint)
+
+    def _forward_backward_prob(self, p, checkpoint):
+        """Banded forward-backward in probability space (_prob.pxi.tp); the examples
+        its check refuses are recomputed by :meth:`_recompute_exactly`."""
+        size, frames, classes = p.emissions.shape
+        dtype = p.emissions.dtype
+        gb = p.batch
+        d = gb.distinct
+        scores = np.empty(size, dtype=dtype)
+        grad_emissions, arc_grad, _, grad_start, grad_final = _zero_gradients(p)
+        run = _Run(p, self._settings["serial_work"])
+        band_weight = self._band_weight(p, np.float64)
+        start = np.asarray(p.start, dtype=np.float64)
+        final = np.asarray(p.final, dtype=np.float64)
+        k = run.checkpoint("forward_backward_prob", checkpoint)
+        w = run.workspaces("forward_backward_prob", checkpoint=k,
+                           T=int(p.lengths.max(initial=1)), C=classes)
+        grad_band = np.zeros((size, band_weight.shape[1]), dtype=dtype)
+        status = np.zeros(size, dtype=np.int8)
+        self.kernel(f"forward_backward_prob_{_DTYPE_NAME[dtype]}")(
+            p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+            d.num_states, d.labels, gb.band, band_weight, start, final,
+            w["alpha"], k, w["emission_table"], w["frames"], w["work"], w["iwork"],
+            grad_emissions, grad_band, grad_start, grad_final, scores, status,
+            run.num_threads,
+        )  # fmt: skip
+        arc_grad[...] = gb.arc_values(grad_band)
+        result = Gradients(scores, grad_emissions, arc_grad, grad_start, grad_final)
+        refused = np.flatnonzero(status)
+        if refused.size:
+            self._recompute_exactly(p, refused, checkpoint, result)
+        return result
+
+    def _recompute_exactly(self, p, rows, checkpoint, result):
+        """Overwrite the results of examples ``rows`` with those of the float64
+        log-space kernels (the fallback of the probability-space path)."""
+        gb = p.batch
+        d, index = gb.distinct, gb.graph_index[rows]
+        states, arcs = d.num_states[index], d.num_arcs[index]
+        s_max, a_max = int(states.max(initial=0)), int(arcs.max(initial=0))
+        sub = GraphBatch.from_valid(
+            states, arcs, labels=d.labels[index, :s_max], tokens=d.tokens[index, :s_max],
+            start=d.start[index, :s_max], final=d.final[index, :s_max],
+            src=d.src[index, :a_max], dst=d.dst[index, :a_max],
+            weight=d.weight[index, :a_max],
+        )  # fmt: skip
+        weight_rows = p.weight_index[rows]
+        problem = Problem(
+            np.asarray(p.emissions[rows], dtype=np.float64), sub, p.lengths[rows],
+            np.asarray(p.weight[weight_rows, :a_max], dtype=np.float64), False,
+            p.custom_weights, np.asarray(p.start[weight_rows, :s_max], dtype=np.float64),
+            np.asarray(p.final[weight_rows, :s_max], dtype=np.float64),
+            np.arange(len(rows), dtype=np.int64),
+        )  # fmt: skip
+        exact = self._forward_backward_log(problem, checkpoint)
+        result.score[rows] = exact.score
+        result.emission_grad[rows] = exact.emission_grad
+        for full, part in ((result.arc_grad, exact.arc_grad),
+                           (result.start_grad, exact.start_grad),
+                           (result.final_grad, exact.final_grad)):
+            full[rows] = 0
+            full[rows, : part.shape[1]] = part
+
+    def _forward_backward_log(self, problem, checkpoint):
         p = problem
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
