@@ -86,3 +86,29 @@ class CTCForward(_CTC):
 
     def time_ctc_forward(self, *params):
         self.run_fwd()
+
+
+class CTCGradientError:
+    """The largest error of a float32 CTC gradient against torch's float64 gradient
+    of the same inputs (each implementation in its own convention, as ``lattice
+    bench`` prints it): lattice's probability-space kernels against torch's float32
+    ``ctc_loss``. Not a time: asv records the value, so a change of kernels that
+    costs accuracy shows in the history."""
+
+    params = (list(SHAPES), ["lattice", "torch"])
+    param_names = ["shape", "impl"]
+    unit = "max |error|"
+    timeout = 300
+
+    def setup(self, shape, impl):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise NotImplementedError("torch is not installed")
+        log_probs, targets, _, _ = ctc_problem(shape, "float32")
+        from lattice.bench import gradient_errors
+
+        self.errors = gradient_errors(log_probs, targets)
+
+    def track_gradient_error(self, shape, impl):
+        return self.errors[impl]
