@@ -48,6 +48,18 @@ def _log_softmax(x):
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
+def _assert_only_refused(e, graphs, reference_graphs, b, refused, weights):
+    """Example b alone is refused, and its result is the float64 log-space one (on
+    reference_graphs) bit for bit; the others are within the contract."""
+    got = lattice.forward_backward(e, graphs, **weights)
+    assert refused == [[b]]
+    want = _reference(e, reference_graphs, **weights)
+    for name in got._fields:
+        np.testing.assert_array_equal(getattr(got, name)[b], getattr(want, name)[b],
+                                      err_msg=name)
+    _assert_within_contract(got, want, np.float64)
+
+
 @pytest.fixture
 def refused(monkeypatch):
     """The examples the probability-space kernel hands to the exact recomputation,
@@ -153,13 +165,7 @@ def test_inputs_beyond_double_are_refused_up_front(make, refused):
         s[:, 0] = 0.0
         s[1, 1] = -800.0
         weights["start_weights"] = s
-    got = lattice.forward_backward(e, gb, **weights)
-    assert refused == [[1]]
-    want = _reference(e, gb, **weights)
-    for name in got._fields:
-        np.testing.assert_array_equal(getattr(got, name)[1], getattr(want, name)[1],
-                                      err_msg=name)
-    _assert_within_contract(got, want, np.float64)
+    _assert_only_refused(e, gb, gb, 1, refused, weights)
 
 
 def test_infeasible_and_nan_examples(refused):
@@ -204,3 +210,18 @@ def test_the_torch_loss_gradient_is_exact():
     # lattice's is the true one (minus the posterior)
     want = want_x.grad - x.exp()
     assert (got_x.grad.double() - want).abs().max() < 1e-6
+
+
+def test_refused_examples_of_shared_graphs(refused):
+    """The exact recomputation reads the distinct graphs a batch shares (issue 18)
+    and their weights, whether the graphs' own or passed per example."""
+    rng = np.random.default_rng(4)
+    den, other = lattice.build("ctc", [1, 2, 3, 1]), lattice.build("ctc", [2, 2])
+    graphs = [den, other, den, den]
+    gb = lattice.batch(graphs)
+    assert len(gb.distinct) == 2
+    e = _log_softmax(rng.normal(size=(4, 30, 4)))
+    e[2, 4, 3] = -800.0  # refuses example 2, which shares den
+    for weights in ({}, {"arc_weights": rng.normal(size=(4, gb.max_arcs))}):
+        refused.clear()
+        _assert_only_refused(e, gb, graphs, 2, refused, weights)

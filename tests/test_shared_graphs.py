@@ -136,23 +136,33 @@ def test_pickling_keeps_the_sharing():
 def test_torch_ops_receive_the_shared_graph_once():
     torch = pytest.importorskip("torch")
     from lattice._torch_ops import pack_graphs
-    from lattice.torch import alignment_entropy, lattice_score
+    from lattice.torch import lattice_score
 
     g = _graphs()["cyclic"]
     shared, copies = lattice.batch([g] * 6), _copies(g, 6)
     assert pack_graphs(shared).numel() < pack_graphs(copies).numel() / 3
-    em = torch.randn(6, 5, 3, dtype=torch.float64)
-    w = torch.randn(6, shared.max_arcs, dtype=torch.float64)
+    _assert_same_torch_gradients(shared, copies, [g] * 6)
+    with pytest.raises(ValueError, match="graphs"):  # the count is still checked
+        lattice_score(torch.randn(6, 5, 3, dtype=torch.float64), [g] * 5)
+
+
+def _assert_same_torch_gradients(*batches):
+    """lattice_score and alignment_entropy give the same gradients, to the bit, on
+    every one of these forms of one batch."""
+    torch = pytest.importorskip("torch")
+    from lattice.torch import alignment_entropy, lattice_score
+
+    size, arcs = len(lattice.batch(batches[0])), lattice.batch(batches[0]).max_arcs
+    em = torch.randn(size, 5, 3, dtype=torch.float64)
+    w = torch.randn(size, arcs, dtype=torch.float64)
     grads = []
-    for gb in (shared, copies, [g] * 6):
+    for gb in batches:
         e, a = em.clone().requires_grad_(True), w.clone().requires_grad_(True)
         (lattice_score(e, gb, arc_weights=a).sum() + alignment_entropy(e, gb).sum()).backward()
         grads.append((e.grad, a.grad))
     for got in grads[1:]:
         for x, y in zip(got, grads[0]):
             torch.testing.assert_close(x, y, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="graphs"):  # the count is still checked
-        lattice_score(em, [g] * 5)
 
 
 # ----------------------------------------------------------------------------------
@@ -253,20 +263,9 @@ def test_pickling_keeps_some_sharing():
 
 
 def test_torch_ops_receive_some_shared_graphs_once():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from lattice._torch_ops import pack_graphs
-    from lattice.torch import alignment_entropy, lattice_score
 
     graphs, shared, copies = _mixed("cyclic")
-    size = len(shared)
     assert pack_graphs(shared).numel() < pack_graphs(copies).numel()
-    em = torch.randn(size, 5, 3, dtype=torch.float64)
-    w = torch.randn(size, shared.max_arcs, dtype=torch.float64)
-    grads = []
-    for gb in (shared, copies, graphs):
-        e, a = em.clone().requires_grad_(True), w.clone().requires_grad_(True)
-        (lattice_score(e, gb, arc_weights=a).sum() + alignment_entropy(e, gb).sum()).backward()
-        grads.append((e.grad, a.grad))
-    for got in grads[1:]:
-        for x, y in zip(got, grads[0]):
-            torch.testing.assert_close(x, y, rtol=0, atol=0)
+    _assert_same_torch_gradients(shared, copies, graphs)
