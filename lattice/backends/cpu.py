@@ -99,8 +99,8 @@ WORKSPACES = {
         "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
                            "table"),
         "frames": ("double", 2 * T),
-        "work": ("double", 2 * (MAX_BAND * S + MAX_BAND) + 7 * S + 4 * BAND_PAD),
-        "iwork": ("int32", 4 * S + 1 + C),
+        "work": ("double", 2 * (MAX_BAND * S + MAX_BAND) + 8 * S + 5 * BAND_PAD),
+        "iwork": ("int32", 7 * S + 1 + C),
     },
     "forward_backward": lambda S, A, K, table, checkpoint=INT32_MAX: {
         "alpha": ("float", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
