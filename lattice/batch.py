@@ -583,6 +583,32 @@ class GraphBatch:
             self._cast_cache[dtype] = cached
         return cached
 
+    def derived(self, key, make):
+        """``make(self)``, computed the first time ``key`` is asked for and kept
+        with the batch (not pickled): the GPU backend keeps its device copies of
+        the batch's arrays here, under a key naming the device.
+
+        Parameters
+        ----------
+        key : hashable
+            What the value is; the same key returns the same value.
+        make : callable
+            Called with the batch when ``key`` is not known yet.
+
+        Examples
+        --------
+        >>> import lattice
+        >>> gb = lattice.batch([lattice.build("ctc", [1, 2])])
+        >>> gb.derived("states", lambda b: int(b.num_states.sum()))
+        5
+        >>> gb.derived("states", lambda b: 0)   # kept: make is not called again
+        5
+        """
+        cache_key = ("derived", key)
+        if cache_key not in self._cast_cache:
+            self._cast_cache[cache_key] = make(self)
+        return self._cast_cache[cache_key]
+
     def _require_band(self, what):
         if self.band is None:
             raise ValueError(f"{what} needs a banded batch (GraphBatch.band is None)")

@@ -37,7 +37,8 @@ __all__ = [
 
 # name -> (the backend, or "module:attribute" to import when first used; the
 # top-level packages of the array types it owns)
-_REGISTRY = {"cpu": ("lattice.backends.cpu:CPUBackend", ("numpy",))}
+_REGISTRY = {"cpu": ("lattice.backends.cpu:CPUBackend", ("numpy",)),
+             "cupy": ("lattice.backends.cupy:CuPyBackend", ("cupy",))}
 _LOADED = {}
 _LOCK = threading.Lock()
 # the backend that owns numpy arrays (kept in step with _REGISTRY by register_backend)
