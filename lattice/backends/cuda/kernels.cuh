@@ -136,15 +136,16 @@ __device__ void lt_forward(const F* em, lt_i64 e_bs, lt_i64 e_ts,
   }
   const F* E = em + b * e_bs;
   const F* w = weight + r * w_rs;
-  A* rows[2] = {ring + b * 2 * (lt_i64)ls, ring + b * 2 * (lt_i64)ls + ls};
-  lt_alpha_start<F, A>(G, E, start + r * ls, rows[0]);
+  A* rows = ring + b * 2 * (lt_i64)ls;  // frame t at rows + (t & 1) * ls
+  lt_alpha_start<F, A>(G, E, start + r * ls, rows);
   __syncthreads();
   for (lt_i64 t = 1; t < T; ++t) {
-    lt_alpha_row<F, A, Log>(G, E + t * e_ts, w + t * w_ts, rows[(t - 1) & 1],
-                            rows[t & 1], nullptr);
+    lt_alpha_row<F, A, Log>(G, E + t * e_ts, w + t * w_ts, rows + ((t - 1) & 1) * ls,
+                            rows + (t & 1) * ls, nullptr);
     __syncthreads();
   }
-  const A total = lt_total<A, Log>(G.S, rows[(T - 1) & 1], final + r * ls, nullptr);
+  const A total =
+      lt_total<A, Log>(G.S, rows + ((T - 1) & 1) * ls, final + r * ls, nullptr);
   if (threadIdx.x == 0) scores[b] = F(total);
 }
 
@@ -299,17 +300,17 @@ __device__ void lt_viterbi(const F* em, lt_i64 e_bs, lt_i64 e_ts,
   const lt_i32 S = G.S;
   const F* E = em + b * e_bs;
   const F* w = weight + r * w_rs;
-  F* rows[2] = {ring + b * 2 * (lt_i64)ls, ring + b * 2 * (lt_i64)ls + ls};
+  F* rows = ring + b * 2 * (lt_i64)ls;  // frame t at rows + (t & 1) * ls
   lt_i32* bp = backpointers + b * a_bs;  // frame t at bp + t * S (t >= 1)
-  lt_alpha_start<F, F>(G, E, start + r * ls, rows[0]);
+  lt_alpha_start<F, F>(G, E, start + r * ls, rows);
   __syncthreads();
   for (lt_i64 t = 1; t < T; ++t) {
-    lt_alpha_row<F, F, false>(G, E + t * e_ts, w + t * w_ts, rows[(t - 1) & 1],
-                              rows[t & 1], bp + t * S);
+    lt_alpha_row<F, F, false>(G, E + t * e_ts, w + t * w_ts, rows + ((t - 1) & 1) * ls,
+                              rows + (t & 1) * ls, bp + t * S);
     __syncthreads();
   }
   lt_i32 s;
-  const F best = lt_total<F, false>(S, rows[(T - 1) & 1], final + r * ls, &s);
+  const F best = lt_total<F, false>(S, rows + ((T - 1) & 1) * ls, final + r * ls, &s);
   if (threadIdx.x != 0) return;
   scores[b] = best;
   num_segments[b] = 0;
