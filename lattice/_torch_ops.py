@@ -2,7 +2,9 @@
 
 Each operator (namespace ``lattice``) is one opaque node for torch. Its fake
 implementation gives the shapes and dtypes of the outputs, for tracing; its CPU
-implementation hands zero-copy numpy views to the engine and returns the scores
+implementation hands zero-copy numpy views to the engine (its CUDA implementation,
+zero-copy CuPy views through DLPack, run on torch's current stream: the engine's
+GPU backend) and returns the scores
 **together with their gradients**, which the engine computes in the same pass. An
 ``autograd.Function`` (:class:`_EngineFunction`) saves those gradients and scales them
 by the incoming gradient in backward, so backward costs one multiplication.
@@ -28,6 +30,7 @@ when compiled), and every ``ValueError`` / ``TypeError`` they raise is also a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import OrderedDict
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 
 from . import distribution, engine
+from .backends import GPU_INSTALL_HINT
 from ._torch_errors import torch_errors
 from .batch import GraphBatch, batch
 from .memory import check_checkpoint
@@ -45,10 +49,13 @@ __all__ = [
     "NAN_MODES",
     "compute_dtype",
     "ctc_score",
+    "device_context",
     "graph_entropy",
     "graph_score",
     "pack_graphs",
     "sequence_score",
+    "from_engine",
+    "to_engine",
     "to_numpy",
 ]
 
@@ -60,14 +67,79 @@ def compute_dtype(dtype):
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def to_numpy(tensor, dtype=None):
-    """A numpy view of ``tensor`` (copied only to change dtype or fix the last stride)."""
+def _prepared(tensor, dtype):
     t = tensor.detach()
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
     if t.dim() and t.stride(-1) != 1:
         t = t.contiguous()
-    return t.numpy()
+    return t
+
+
+def to_numpy(tensor, dtype=None):
+    """A numpy view of ``tensor`` (copied only to change dtype or fix the last stride;
+    a CUDA tensor is copied to the host: for targets, lengths and graphs)."""
+    t = _prepared(tensor, dtype)
+    return (t.cpu() if t.is_cuda else t).numpy()
+
+
+def cupy_module():
+    """CuPy, or an ImportError saying which package to install."""
+    try:
+        import cupy
+    except ImportError as error:
+        raise ImportError(
+            f"CUDA tensors go to lattice's GPU backend, which needs CuPy; "
+            f"{GPU_INSTALL_HINT}"
+        ) from error
+    return cupy
+
+
+def to_engine(tensor, dtype=None):
+    """The array the engine computes on, without a copy (but to change dtype or fix
+    the last stride): a numpy view of a CPU tensor, a CuPy view of a CUDA one."""
+    t = _prepared(tensor, dtype)
+    return cupy_module().from_dlpack(t) if t.is_cuda else t.numpy()
+
+
+def from_engine(array):
+    """The tensor viewing an engine result (numpy: CPU, CuPy: CUDA), no copy."""
+    if isinstance(array, np.ndarray):
+        return torch.from_numpy(array)
+    return torch.from_dlpack(array)
+
+
+def _xp(array):
+    """numpy or CuPy: the namespace of an engine array."""
+    return np if isinstance(array, np.ndarray) else cupy_module()
+
+
+@contextlib.contextmanager
+def device_context(*tensors):
+    """Inside it, the GPU backend runs on the CUDA device of the first CUDA tensor
+    among ``tensors`` and on torch's current stream there (ordered with torch's own
+    work); with no CUDA tensor it changes nothing."""
+    device = next((t.device for t in tensors if isinstance(t, torch.Tensor) and t.is_cuda),
+                  None)
+    if device is None:
+        yield
+        return
+    cupy = cupy_module()
+    stream = torch.cuda.current_stream(device)
+    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(
+            stream.cuda_stream, device.index):
+        yield
+
+
+def _on_device(impl):
+    """``impl`` run inside :func:`device_context` of its arguments (its CUDA kernel)."""
+
+    def run(*args):
+        with device_context(*args):
+            return impl(*args)
+
+    run.__name__ = impl.__name__
+    return run
 
 
 # ----------------------------------------------------------------------------------
@@ -231,15 +303,17 @@ def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run=_
     score and as the gradients of its frames and weights (torch's ctc_loss gives NaN
     on every valid frame), 0 past its length.
     """
+    xp = _xp(em)
     size, frames, _ = em.shape
     lengths = np.full(size, frames) if lengths is None else np.asarray(lengths)
-    valid = np.arange(frames) < lengths[:, None]
-    bad = np.isnan(em) | np.isposinf(em)
+    valid = xp.asarray(np.arange(frames) < lengths[:, None])
+    bad = xp.isnan(em) | xp.isposinf(em)
     suspects = (bad.any(axis=2) & valid).any(axis=1)
-    score, grads = run(np.where(bad, 0, em), gb, lengths, semiring, needs_grad, overrides,
+    score, grads = run(xp.where(bad, 0, em), gb, lengths, semiring, needs_grad, overrides,
                        checkpoint)
     if run is _run:
-        suspects &= ~np.isneginf(score)
+        suspects &= ~xp.isneginf(score)
+    suspects = suspects.get() if xp is not np else suspects
     for b in np.flatnonzero(suspects).tolist():
         one = batch([gb.graphs[b]])
         sub = {}
@@ -272,8 +346,9 @@ def _run_propagating_nan(em, gb, lengths, semiring, needs_grad, overrides, run=_
 def _frame_weighted(em, w):
     """em * w[..., None] with 0 * -inf = 0: a weight of 0 ignores the frame (even its
     -inf emissions); -inf emissions of weighted frames stay -inf."""
-    impossible = np.isneginf(em)
-    out = np.where(impossible, 0, em) * w[..., None]
+    xp = _xp(em)
+    impossible = xp.isneginf(em)
+    out = xp.where(impossible, 0, em) * w[..., None]
     out[impossible & (w[..., None] > 0)] = -np.inf
     return out
 
@@ -283,23 +358,23 @@ def _graph_inputs(emissions, frame_weights, arc_weights, start_weights, final_we
     """The numpy inputs of a graph op: (emissions, frame-weighted emissions, frame
     weights or None, GraphBatch, lengths or None, weight overrides)."""
     dtype = compute_dtype(emissions.dtype)
-    em = to_numpy(emissions, dtype)
+    em = to_engine(emissions, dtype)
     gb = _graph_batch(graph, em.shape[0], shared)
     lengths = None if lengths is None else to_numpy(lengths)
     w = None
     if frame_weights is not None:
-        w = to_numpy(frame_weights, dtype)
+        w = to_engine(frame_weights, dtype)
         if w.shape != em.shape[:2]:
             raise ValueError(
                 f"frame_weights must have shape {em.shape[:2]}, got {w.shape}"
             )
-        if not np.isfinite(w).all() or (w < 0).any():
+        if not bool(_xp(w).isfinite(w).all()) or bool((w < 0).any()):
             raise ValueError("frame_weights must be finite and non-negative")
         em_in = _frame_weighted(em, w)
     else:
         em_in = em
     overrides = {
-        name: None if t is None else to_numpy(t, dtype)
+        name: None if t is None else to_engine(t, dtype)
         for name, t in (("arc_weights", arc_weights), ("start_weights", start_weights),
                         ("final_weights", final_weights))
     }  # fmt: skip
@@ -311,17 +386,18 @@ def _graph_outputs(score, grads, em, w, frame_weights, arc_weights, start_weight
     """The op's outputs: the scores and the gradients of the inputs given, with the
     chain rule through the frame weights."""
     if grads is None:
-        return torch.from_numpy(score), []
+        return from_engine(score), []
     g_em, g_arc, g_start, g_final = grads
     g_w = None
     if w is not None:
         # d/d em = posterior * w; d/d w = sum over classes of posterior * em (0 where
         # em = -inf: such a cell has no posterior, nor gradient to its weight)
-        g_w = np.einsum("btc,btc->bt", g_em, np.where(np.isneginf(em), 0, em))
+        xp = _xp(em)
+        g_w = xp.einsum("btc,btc->bt", g_em, xp.where(xp.isneginf(em), 0, em))
         g_em = g_em * w[..., None]
     inputs = (frame_weights, arc_weights, start_weights, final_weights)
-    return torch.from_numpy(score), [torch.from_numpy(g_em)] + [
-        torch.from_numpy(g) for t, g in zip(inputs, (g_w, g_arc, g_start, g_final))
+    return from_engine(score), [from_engine(g_em)] + [
+        from_engine(g) for t, g in zip(inputs, (g_w, g_arc, g_start, g_final))
         if t is not None
     ]
 
@@ -422,7 +498,7 @@ def _sequences(targets, input_lengths, target_lengths, size, frames, classes):
 def _sequence_score(emissions, targets, input_lengths, target_lengths, builder, options,
                     semiring, needs_grad, nan, checkpoint):
     dtype = compute_dtype(emissions.dtype)
-    em = to_numpy(emissions, dtype)  # (B, T, C), a view of the (T, B, C) input
+    em = to_engine(emissions, dtype)  # (B, T, C), a view of the (T, B, C) input
     if em.size == 0:  # as torch: "log_probs tensor must not be empty"
         size, frames, classes = em.shape
         raise ValueError(
@@ -435,8 +511,10 @@ def _sequence_score(emissions, targets, input_lengths, target_lengths, builder, 
     score, grads = _score(em, gb, input_lengths, semiring, needs_grad, {}, nan,
                           checkpoint=_checkpoint(checkpoint))
     # an empty input explains an empty target with probability 1 (as in torch)
-    score[(input_lengths == 0) & (target_lengths == 0)] = 0
-    return torch.from_numpy(score), [] if grads is None else [torch.from_numpy(grads[0])]
+    empty = (input_lengths == 0) & (target_lengths == 0)
+    if empty.any():
+        score[_xp(score).asarray(empty)] = 0
+    return from_engine(score), [] if grads is None else [from_engine(grads[0])]
 
 
 @torch_errors
@@ -497,6 +575,7 @@ _OPS = {
 for _name, (_schema, _impl, _fake) in _OPS.items():
     _LIBRARY.define(_name + _schema)
     _LIBRARY.impl(_name, _impl, "CPU")
+    _LIBRARY.impl(_name, _on_device(_impl), "CUDA")
     torch.library.register_fake(f"lattice::{_name}", _fake, lib=_LIBRARY)
 
 

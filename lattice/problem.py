@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends import Problem, backend_for, get_backend
+from .backends import GPU_INSTALL_HINT, Problem, backend_for, get_backend
 from .batch import batch
 from .checks import INT32_MAX
 from .checks import lengths as check_lengths
@@ -66,8 +66,9 @@ def emissions_backend(emissions):
             )
         if hasattr(emissions, "__cuda_array_interface__"):
             raise TypeError(
-                f"emissions is a {type(emissions).__name__} on a GPU, and no backend "
-                "for its arrays is registered (lattice.backends.register_backend)"
+                f"emissions is a {type(emissions).__name__} on a GPU; lattice's GPU "
+                "backend computes on CuPy arrays (cupy.asarray(emissions) views it "
+                f"without a copy): {GPU_INSTALL_HINT}"
             )
         emissions = np.asarray(emissions)
         backend = get_backend("cpu")
@@ -139,7 +140,7 @@ def make_problem(emissions, graphs, lengths, arc_weights, start_weights, final_w
             f"graph {b} uses label {int(gb.labels[b].max())}, but emissions have only "
             f"{classes} classes (labels must be < emissions.shape[2])"
         )
-    lengths = check_lengths("lengths", lengths, size, frames)
+    lengths = check_lengths("lengths", _host(backend, lengths), size, frames)
     dtype = emissions.dtype
     overrides = (arc_weights, start_weights, final_weights)
     if all(value is None for value in overrides):
@@ -147,6 +148,7 @@ def make_problem(emissions, graphs, lengths, arc_weights, start_weights, final_w
         weight, start, final = gb.distinct.weights_as(dtype)
         return backend, Problem(emissions, gb, lengths, weight, False, False, start,
                                 final, gb.graph_index)
+    arc_weights, start_weights, final_weights = (_host(backend, v) for v in overrides)
     weight, start, final = gb.weights_as(dtype)  # one row per example
     time_dependent = False
     if arc_weights is not None:
@@ -161,6 +163,16 @@ def make_problem(emissions, graphs, lengths, arc_weights, start_weights, final_w
     return backend, Problem(emissions, gb, lengths, weight, time_dependent,
                             arc_weights is not None, start, final,
                             np.arange(size, dtype=np.int64))
+
+
+def _host(backend, value):
+    """``value`` on the host: device arrays of ``backend`` (lengths, weights) are
+    copied, anything else is left to the checks."""
+    if value is None or type(value) is np.ndarray:
+        return value
+    if backend_for(value) is backend and backend.xp is not np:
+        return backend.to_numpy(value)
+    return value
 
 
 def raise_if_nan(scores, p):
@@ -196,13 +208,15 @@ def raise_if_nan(scores, p):
     ...
     FloatingPointError: the score of example(s) [0] is NaN or +inf: emissions contain NaN or +inf at frames and classes these graphs use (example 0 holds NaN at frame 1, class 1)
     """
-    total = np.add.reduce(scores)
+    total = float(scores.sum())  # one sum (and, on a GPU, one copy of it)
     if not (np.isnan(total) or total == np.inf):
         return  # the sum is NaN or +inf if any score is: the common case costs one sum
+    backend = backend_for(scores)
+    scores, emissions = (backend.to_numpy(a) for a in (scores, p.emissions))
     bad = np.flatnonzero(np.isnan(scores) | np.isposinf(scores))
     if not bad.size:
         return
-    gb, emissions = p.batch, p.emissions
+    gb = p.batch
     examples = bad[:10].tolist()
     b = examples[0]  # describe the first bad example, list the others
     columns = np.unique(gb.labels[b, : gb.num_states[b]])

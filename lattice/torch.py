@@ -69,10 +69,10 @@ _REDUCTIONS = ("none", "mean", "sum")
 
 
 def _check_device(name, tensor):
-    if tensor.device.type != "cpu":
+    if tensor.device.type not in ("cpu", "cuda"):
         raise NotImplementedError(
-            f"{name} is on {tensor.device}; lattice has no GPU backend yet, so its "
-            "torch ops take CPU tensors only (move the tensor with .cpu())"
+            f"{name} is on {tensor.device}; lattice computes on CPU tensors and, "
+            "through its GPU backend (CuPy), on CUDA tensors"
         )
 
 
@@ -441,32 +441,33 @@ def viterbi_align(emissions, graphs, lengths=None, arc_weights=None, start_weigh
     dtype = _torch_ops.compute_dtype(emissions.dtype)
     lengths = _lengths_tensor("lengths", lengths)
 
-    def numpy(name, tensor):
+    def array(name, tensor):
         tensor = _optional_tensor(name, tensor)
-        return None if tensor is None else _torch_ops.to_numpy(tensor, dtype)
+        return None if tensor is None else _torch_ops.to_engine(tensor, dtype)
 
-    ali = engine.viterbi(
-        _torch_ops.to_numpy(emissions, dtype),
-        graphs,
-        None if lengths is None else lengths.numpy(),
-        arc_weights=numpy("arc_weights", arc_weights),
-        start_weights=numpy("start_weights", start_weights),
-        final_weights=numpy("final_weights", final_weights),
-        checkpoint=checkpoint,
-    )
+    with _torch_ops.device_context(emissions):  # CUDA: the GPU backend, torch's stream
+        ali = engine.viterbi(
+            _torch_ops.to_engine(emissions, dtype),
+            graphs,
+            None if lengths is None else _torch_ops.to_numpy(lengths),
+            arc_weights=array("arc_weights", arc_weights),
+            start_weights=array("start_weights", start_weights),
+            final_weights=array("final_weights", final_weights),
+            checkpoint=checkpoint,
+        )
 
-    def ints(a):
-        return torch.from_numpy(a.astype(np.int64))
+        def ints(a):
+            return _torch_ops.from_engine(a).to(torch.int64)
 
-    return ViterbiAlignment(
-        torch.from_numpy(ali.score),
-        ints(ali.states),
-        ints(ali.labels),
-        ints(ali.tokens),
-        ints(ali.starts),
-        ints(ali.ends),
-        ints(ali.num_segments),
-    )
+        return ViterbiAlignment(
+            _torch_ops.from_engine(ali.score),
+            ints(ali.states),
+            ints(ali.labels),
+            ints(ali.tokens),
+            ints(ali.starts),
+            ints(ali.ends),
+            ints(ali.num_segments),
+        )
 
 
 # ----------------------------------------------------------------------------------

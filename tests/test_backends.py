@@ -69,3 +69,77 @@ def test_the_base_class_leaves_every_method_to_the_backend(forward_only):
     for call in (lambda: lattice.forward_backward(e, g), lambda: lattice.viterbi(e, g)):
         with pytest.raises(NotImplementedError):
             call()
+
+
+class DeviceLike(ForwardOnly):
+    """A backend whose arrays live elsewhere (its namespace is not numpy): the engine
+    reads lengths and weights given in its arrays through ``to_numpy``."""
+
+    name = "device-like"
+
+    class xp:
+        ascontiguousarray = staticmethod(np.ascontiguousarray)
+
+    def to_numpy(self, array):
+        self.copied.append(type(array))
+        return np.asarray(array).view(np.ndarray)
+
+
+def test_lengths_and_weights_on_the_device_are_read_through_to_numpy():
+    backend = DeviceLike()
+    backend.copied = []
+    register_backend("device-like", backend, ["fake_arrays"])
+    try:
+        e, g = _inputs()
+        gb = lattice.batch([g, g])
+        lengths = np.array([6, 4]).view(FakeArray)
+        start = np.asarray(gb.start).copy().view(FakeArray)
+        scores = lattice.forward(e, gb, lengths, start_weights=start)
+        assert backend.copied == [FakeArray, FakeArray]
+        want = lattice.forward(np.asarray(e), gb, [6, 4])
+        np.testing.assert_allclose(scores, want, rtol=1e-12)
+    finally:
+        unregister_backend("device-like")
+
+
+class FakeGPUArray:
+    """An array on a GPU of a package lattice has no backend for (numba, say)."""
+
+    __cuda_array_interface__ = {"shape": (1, 2, 3), "typestr": "<f4", "version": 3,
+                                "data": (0, False)}
+
+
+def test_a_gpu_array_without_a_backend_says_how_to_compute_on_it():
+    with pytest.raises(TypeError, match=r"cupy.asarray\(emissions\).*lattice\[cupy\]"):
+        lattice.forward(FakeGPUArray(), lattice.build("ctc", [1]))
+
+
+def test_the_cupy_backend_is_registered_and_names_its_package_when_missing():
+    assert "cupy" in lattice.backends.available_backends()
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        from lattice.backends.cupy import CuPyRuntime
+
+        with pytest.raises(ImportError, match=r"lattice\[cupy\].*cupy-cuda12x"):
+            CuPyRuntime()
+        with pytest.raises(ImportError, match="the GPU backend needs CuPy"):
+            get_backend("cupy").xp
+    else:
+        pytest.skip("CuPy is installed")
+
+
+def test_cuda_tensors_without_cupy_name_the_package():
+    torch = pytest.importorskip("torch")
+    from lattice import _torch_ops
+
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"CUDA tensors.*lattice\[cupy\]"):
+            _torch_ops.cupy_module()
+        # CPU tensors never need it
+        with _torch_ops.device_context(torch.zeros(1)):
+            pass
+    else:
+        pytest.skip("CuPy is installed")

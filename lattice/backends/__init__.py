@@ -35,6 +35,13 @@ __all__ = [
     "unregister_backend",
 ]
 
+# what a GPU user installs (said by the engine for a GPU array it cannot take, and by
+# the cupy backend when CuPy is missing)
+GPU_INSTALL_HINT = (
+    "install CuPy for your CUDA version: pip install 'lattice[cupy]' (which "
+    "installs cupy-cuda12x; on CUDA 13: pip install cupy-cuda13x)"
+)
+
 # name -> (the backend, or "module:attribute" to import when first used; the
 # top-level packages of the array types it owns)
 _REGISTRY = {"cpu": ("lattice.backends.cpu:CPUBackend", ("numpy",)),

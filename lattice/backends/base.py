@@ -173,6 +173,12 @@ class Backend:
         (``checkpoint`` as in :meth:`forward_backward`)."""
         raise NotImplementedError
 
+    def to_numpy(self, array) -> np.ndarray:
+        """``array`` (of this backend's array type) as a numpy array on the host:
+        how the engine reads lengths and weights given as device arrays, and
+        describes a NaN score."""
+        return np.asarray(array)
+
     def sample(self, problem: Problem, num_samples: int, key: int) -> Samples:
         """``num_samples`` paths per example, each drawn with probability
         ``exp(score - log Z)``; ``key`` (a uint64) seeds a generator whose draws do

@@ -36,15 +36,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import INT32_MAX
+from . import GPU_INSTALL_HINT
 from .base import Backend, Gradients, Paths
 from .cuda_source import cuda_source, entry_name, kernel_arguments
 
-__all__ = ["CuPyBackend", "CuPyRuntime", "INSTALL_HINT"]
+__all__ = ["CuPyBackend", "CuPyRuntime"]
 
-INSTALL_HINT = (
-    "install CuPy for your CUDA version: pip install 'lattice[cupy]' "
-    "(CUDA 12: cupy-cuda12x; CUDA 13: cupy-cuda13x)"
-)
 
 
 class CuPyRuntime:
@@ -62,7 +59,7 @@ class CuPyRuntime:
         try:
             import cupy
         except ImportError as error:
-            raise ImportError(f"the GPU backend needs CuPy; {INSTALL_HINT}") from error
+            raise ImportError(f"the GPU backend needs CuPy; {GPU_INSTALL_HINT}") from error
         self.xp = cupy
         self._modules = {}
 
