@@ -64,3 +64,28 @@ def test_main_rejects_non_positive_counts(field, capsys):
     setattr(args, field, 0)
     assert bench_cli.main(args) == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_main_on_cuda_says_what_is_missing(capsys):
+    try:
+        import cupy  # noqa: F401
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is here: tests/test_gpu.py measures it")
+    except ImportError:
+        pass
+    args = argparse.Namespace(dtype="float32", threads=1, repeat=1, quick=True,
+                              device="cuda")
+    assert bench_cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "lattice bench --device cuda:" in err
+    assert "cupy" in err.lower() or "no CUDA device" in err
+
+
+def test_alignment_table_format():
+    from lattice.bench_cuda import format_alignment
+
+    text = format_alignment({"shape": (64, 1000, 64, 200), "agreement": 0.5,
+                             "ms": {"lattice": 2.0, "torchaudio": 30.0}})
+    assert "64 utterances" in text and "50.00%" in text and "15.00x" in text
