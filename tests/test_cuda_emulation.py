@@ -28,9 +28,11 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gpu():
-    return CuPyBackend(EmulatedRuntime(threads=3))
+@pytest.fixture(scope="module", params=["band", "csr"])
+def gpu(request):
+    """The GPU backend on the emulation: banded batches on the band kernels, or
+    every batch on the CSR ones."""
+    return CuPyBackend(EmulatedRuntime(threads=3), banded=request.param == "band")
 
 
 def assert_close(got, want, dtype):
@@ -128,6 +130,23 @@ def test_shared_graphs_and_strided_emissions(gpu):
     compare(gpu, em[:, ::-2], lattice.batch([den] * 4))
 
 
+def test_banded_batches_run_the_band_kernels():
+    em = np.zeros((2, 6, 4))
+    for graphs, layout in (([lattice.build("ctc", [1, 2]), lattice.build("hmm", [3])],
+                            "band"),
+                           ([lattice.Graph([1, 2, 3], [0, 1, 2, 2], [1, 2, 0, 2], None,
+                                           [0, -np.inf, -np.inf], [-np.inf, -np.inf, 0])],
+                            "csr")):  # an arc back from 2 to 0: not banded
+        backend = CuPyBackend(EmulatedRuntime())
+        _, p = make_problem(em[: len(graphs)], graphs, None, None, None, None)
+        backend.forward_backward(p)
+        backend.viterbi(p)
+        backend.forward(p, "max")
+        entries = [entry for entry, _, _ in backend.runtime.launches]
+        assert entries == [f"lt_forward_backward_{layout}_f64", f"lt_viterbi_{layout}_f64",
+                           f"lt_forward_max_{layout}_f64"]
+
+
 def test_results_are_deterministic(gpu):
     rng = np.random.default_rng(5)
     em = rng.standard_normal((3, 40, 8))
@@ -167,8 +186,8 @@ def test_the_engine_dispatches_to_the_backend():
         with pytest.raises(FloatingPointError, match="frame 1, class 1"):
             lattice.forward(bad, graph)
         launched = {entry for entry, _, _ in emulated.runtime.launches}
-        assert {"lt_viterbi_f64", "lt_forward_backward_f64",
-                "lt_forward_log_f64"} <= launched
+        assert {"lt_viterbi_band_f64", "lt_forward_backward_band_f64",
+                "lt_forward_log_band_f64"} <= launched
     finally:
         unregister_backend("emulated-gpu")
     assert lattice.backends.backend_for(np.zeros(1)).name == "cpu"
@@ -198,6 +217,9 @@ def test_launches_are_typed():
                   g_arc=np.zeros(1, np.float32), ga_bs=1, ga_ts=0,
                   g_start=np.zeros(1, np.float32), g_final=np.zeros(1, np.float32))
     kernel_arguments("best_path_gradients", np.float32, values)
+    with pytest.raises(KeyError, match="no GPU kernel named 'forward'"):
+        from lattice.backends.cuda_source import entry_name
+        entry_name("forward", np.float32)
     with pytest.raises(ValueError, match="g_em must be an array of float64, got float32"):
         kernel_arguments("best_path_gradients", np.float64, values)
     with pytest.raises(ValueError, match="ls = 2147483648 does not fit i32"):

@@ -1,10 +1,12 @@
 """The CUDA source of the GPU backend and the signature of every kernel in it.
 
 The kernel bodies are templates in ``lattice/backends/cuda/kernels.cuh`` (the cell
-maths in ``cells.cuh``); :data:`KERNELS` names each kernel's template and its
-parameters, and :func:`cuda_source` turns both into one source text with an
-``extern "C"`` entry point per kernel and dtype (``lt_<kernel>_<f32|f64>``), the
-names CuPy's ``RawModule`` looks up. Every launch is typed by the same table
+maths in ``cells.cuh``); :data:`KERNELS` names each kernel's template, the layout
+it walks the graph in (:data:`LAYOUTS`: CSR for any graph, the band of CTC,
+segmentation and HMM chains) and its parameters, and :func:`cuda_source` turns both
+into one source text with an ``extern "C"`` entry point per kernel and dtype
+(``lt_<kernel>_<f32|f64>``, e.g. ``lt_forward_log_band_f32``), the names CuPy's
+``RawModule`` looks up. Every launch is typed by the same table
 (:func:`kernel_arguments`), so an argument of the wrong dtype or an integer that
 does not fit its C type is refused before it reaches a kernel, on the GPU as in the
 emulation that runs these kernels on the CPU (``tests/cuda_emulation``). Nothing
@@ -20,7 +22,8 @@ import numpy as np
 
 from ..checks import INT32_MAX
 
-__all__ = ["DTYPES", "KERNELS", "cuda_source", "entry_name", "kernel_arguments"]
+__all__ = ["DTYPES", "KERNELS", "LAYOUTS", "cuda_source", "entry_name",
+           "kernel_arguments", "template_name"]
 
 # suffix -> (C type of the inputs and outputs F, C type of the log recursions A)
 DTYPES = {"f32": ("float", "double"), "f64": ("double", "double")}
@@ -31,8 +34,7 @@ _C_TYPES = {"double": np.dtype(np.float64), "float": np.dtype(np.float32)}
 # or an lt_i32 / lt_i64 value.
 _EMISSIONS = [("em", "cF*"), ("e_bs", "i64"), ("e_ts", "i64")]
 _EXAMPLES = [("lengths", "ci64*"), ("graph_index", "ci64*"), ("weight_index", "ci64*"),
-             ("ls", "i32"), ("la", "i32"), ("num_states", "ci32*")]
-_CSR = [("src", "ci32*"), ("dst", "ci32*"), ("in_ptr", "ci32*"), ("in_arc", "ci32*")]
+             ("ls", "i32")]
 _WEIGHTS = [("weight", "cF*"), ("w_rs", "i64"), ("w_ts", "i64"), ("start", "cF*"),
             ("final", "cF*")]
 _GRADIENTS = [("g_em", "F*"), ("g_bs", "i64"), ("g_ts", "i64")]
@@ -41,36 +43,58 @@ _ARC_GRADIENTS = [("ga_bs", "i64"), ("ga_ts", "i64"), ("g_start", "F*"),
 _PATHS = [("path", "i32*"), ("path_labels", "i32*"), ("path_arcs", "i32*"),
           ("p_bs", "i64")]
 
+# layout -> (the macro of kernels.cuh that builds it, its own parameters)
+LAYOUTS = {
+    "csr": ("LT_CSR_LAYOUT",
+            [("la", "i32"), ("num_states", "ci32*"), ("labels", "ci32*"),
+             ("src", "ci32*"), ("dst", "ci32*"), ("in_ptr", "ci32*"),
+             ("in_arc", "ci32*"), ("out_ptr", "ci32*"), ("out_arc", "ci32*")]),
+    "band": ("LT_BAND_LAYOUT",
+             [("num_states", "ci32*"), ("labels", "ci32*"), ("D", "i32"),
+              ("band_arc", "ci32*")]),
+}
+
 # kernel -> (the template it instantiates, {F} and {A} standing for the C types of
-# DTYPES; its parameters in order)
-KERNELS = {
+# DTYPES; the parameters of the template after the layout; whether it takes one)
+_BODIES = {
     "forward_log": ("lt_forward<{F}, {A}, true>",
-                    _EMISSIONS + _EXAMPLES + [("labels", "ci32*")] + _CSR + _WEIGHTS
-                    + [("ring", "A*"), ("scores", "F*")]),
+                    _EMISSIONS + _EXAMPLES + _WEIGHTS
+                    + [("ring", "A*"), ("scores", "F*")], True),
     "forward_max": ("lt_forward<{F}, {F}, false>",
-                    _EMISSIONS + _EXAMPLES + [("labels", "ci32*")] + _CSR + _WEIGHTS
-                    + [("ring", "F*"), ("scores", "F*")]),
+                    _EMISSIONS + _EXAMPLES + _WEIGHTS
+                    + [("ring", "F*"), ("scores", "F*")], True),
     "forward_backward": (
         "lt_forward_backward<{F}, {A}>",
-        _EMISSIONS + _EXAMPLES + [("labels", "ci32*")] + _CSR
-        + [("out_ptr", "ci32*"), ("out_arc", "ci32*"), ("num_classes", "ci32*"),
-           ("classes", "ci32*"), ("class_ptr", "ci32*"), ("class_states", "ci32*")]
+        _EMISSIONS + _EXAMPLES
+        + [("num_classes", "ci32*"), ("classes", "ci32*"), ("class_ptr", "ci32*"),
+           ("class_states", "ci32*")]
         + _WEIGHTS
         + [("alpha", "A*"), ("a_bs", "i64"), ("beta", "A*"), ("post", "A*"),
            ("scores", "F*")]
-        + _GRADIENTS + [("g_arc", "A*")] + _ARC_GRADIENTS),
+        + _GRADIENTS + [("g_arc", "A*")] + _ARC_GRADIENTS, True),
     "viterbi": ("lt_viterbi<{F}>",
-                _EMISSIONS + _EXAMPLES + [("labels", "ci32*"), ("tokens", "ci32*")]
-                + _CSR + _WEIGHTS
+                _EMISSIONS + _EXAMPLES + [("tokens", "ci32*")] + _WEIGHTS
                 + [("ring", "F*"), ("backpointers", "i32*"), ("a_bs", "i64")] + _PATHS
                 + [("seg_token", "i32*"), ("seg_start", "i32*"), ("seg_end", "i32*"),
-                   ("num_segments", "i32*"), ("scores", "F*")]),
+                   ("num_segments", "i32*"), ("scores", "F*")], True),
     "best_path_gradients": ("lt_best_path_gradients<{F}>",
                             [("B", "i32"), ("lengths", "ci64*"), ("path", "ci32*"),
                              ("path_labels", "ci32*"), ("path_arcs", "ci32*"),
                              ("p_bs", "i64"), ("ls", "i32")] + _GRADIENTS
-                            + [("g_arc", "F*")] + _ARC_GRADIENTS),
+                            + [("g_arc", "F*")] + _ARC_GRADIENTS, False),
 }  # fmt: skip
+
+# entry kernel name -> (template, layout macro or None, every parameter in order:
+# the template's, then the layout's)
+KERNELS = {}
+for _name, (_template, _params, _layered) in _BODIES.items():
+    if not _layered:
+        KERNELS[_name] = (_template, None, _params)
+        continue
+    for _layout, (_macro, _layout_params) in LAYOUTS.items():
+        _names = {n for n, _ in _params}
+        KERNELS[f"{_name}_{_layout}"] = (
+            _template, _macro, _params + [p for p in _layout_params if p[0] not in _names])
 
 
 def entry_name(kernel, dtype):
@@ -80,8 +104,8 @@ def entry_name(kernel, dtype):
     --------
     >>> import numpy as np
     >>> from lattice.backends.cuda_source import entry_name
-    >>> entry_name("forward_log", np.float32)
-    'lt_forward_log_f32'
+    >>> entry_name("forward_log_csr", np.float32)
+    'lt_forward_log_csr_f32'
     """
     if kernel not in KERNELS:
         raise KeyError(f"no GPU kernel named {kernel!r}; known: {sorted(KERNELS)}")
@@ -100,13 +124,29 @@ def _c_type(kind, F, A):
 def _entry_points():
     lines = []
     for suffix, (F, A) in DTYPES.items():
-        for kernel, (template, params) in KERNELS.items():
+        for kernel, (template, macro, params) in KERNELS.items():
             decl = ", ".join(f"{_c_type(kind, F, A)} {name}" for name, kind in params)
+            body = _BODIES[template_name(kernel)][1]
+            args = ", ".join(([macro] if macro else []) + [name for name, _ in body])
             call = template.format(F=F, A=A)
-            args = ", ".join(name for name, _ in params)
             lines.append(f'extern "C" __global__ void lt_{kernel}_{suffix}({decl}) '
                          f"{{ {call}({args}); }}")
     return "\n".join(lines)
+
+
+def template_name(kernel):
+    """The body a kernel instantiates: its name without the layout suffix.
+
+    Examples
+    --------
+    >>> from lattice.backends.cuda_source import template_name
+    >>> template_name("forward_log_band"), template_name("best_path_gradients")
+    ('forward_log', 'best_path_gradients')
+    """
+    for layout in LAYOUTS:
+        if kernel.endswith("_" + layout):
+            return kernel[: -len(layout) - 1]
+    return kernel
 
 
 def _header(name):
@@ -124,7 +164,7 @@ def cuda_source():
     --------
     >>> from lattice.backends.cuda_source import cuda_source
     >>> source = cuda_source()
-    >>> 'extern "C" __global__ void lt_viterbi_f64(' in source
+    >>> 'extern "C" __global__ void lt_viterbi_band_f64(' in source
     True
     """
     return "\n".join([_header("cells.cuh"), _header("kernels.cuh"), _entry_points(), ""])
@@ -167,7 +207,7 @@ def kernel_arguments(kernel, dtype, values):
     >>> [(name, type(v).__name__) for name, _, v in args[:2]]
     [('B', 'int32'), ('lengths', 'ndarray')]
     """
-    template, params = KERNELS[kernel]
+    _, _, params = KERNELS[kernel]
     F, A = DTYPES[_SUFFIX[np.dtype(dtype)]]
     unknown = set(values) - {name for name, _ in params}
     if unknown:

@@ -4,9 +4,11 @@
 :func:`lattice.forward_backward` and :func:`lattice.viterbi` for emissions that are
 ``cupy.ndarray``: the results are CuPy arrays on the emissions' device. The kernels
 (``lattice/backends/cuda/kernels.cuh``, entry points and signatures in
-:mod:`lattice.backends.cuda_source`) run one block per example over the general
-(CSR) layout of the batch, so every graph runs, banded or not; float32 inputs are
-recursed in float64, which keeps gradients exact on long inputs.
+:mod:`lattice.backends.cuda_source`) run one block per example, over the band of a
+banded batch (CTC, segmentation, HMM chains: ``GraphBatch.band``) and over the CSR
+indexes of any other (or of time-dependent arc weights); both layouts give the same
+results. float32 inputs are recursed in float64, which keeps gradients exact on
+long inputs.
 
 The backend talks to the device through a *runtime*: :class:`CuPyRuntime` compiles
 the source with CuPy's ``RawModule`` (NVRTC) once per device and launches on CuPy's
@@ -145,6 +147,10 @@ class _DeviceGraphs:
         }
         host["num_classes"], host["classes"], host["class_ptr"], host["class_states"] = (
             _class_map(num_states, host["labels"], ls))
+        self.band = d.band
+        if d.band is not None:  # the slot -> arc map of the band, and its inverse
+            host["band_arc"] = _padded(d.band_arc, G, d.band * ls, -1, np.int32)
+            host["band_slot"] = _padded(d.band_slot, G, la, -1, np.int32)
         self.arrays = {name: runtime.asarray(a) for name, a in host.items()}
         self.weights = {}  # dtype -> the graphs' own (weight, start, final) there
 
@@ -157,6 +163,9 @@ class CuPyBackend(Backend):
     runtime : optional
         What allocates arrays and launches kernels; :class:`CuPyRuntime` (made
         when first needed) by default.
+    banded : bool
+        Run banded batches on the band kernels (default); False runs every batch
+        on the CSR ones, for comparisons.
 
     Examples
     --------
@@ -169,8 +178,9 @@ class CuPyBackend(Backend):
 
     name = "cupy"
 
-    def __init__(self, runtime=None):
+    def __init__(self, runtime=None, banded=True):
         self._runtime = runtime
+        self.banded = bool(banded)  # False: every batch on the CSR kernels (tests)
 
     @property
     def runtime(self):
@@ -193,24 +203,33 @@ class CuPyBackend(Backend):
                                    lambda d: _DeviceGraphs(rt, d))
 
     def _inputs(self, p):
-        """The launch arguments every kernel shares, and the device graphs."""
+        """The launch arguments every kernel shares (its layout's included), the
+        layout ("band" or "csr") and the device graphs."""
         rt = self.runtime
-        dev = self._graphs(p.batch)
+        gb = p.batch
+        dev = self._graphs(gb)
         ls, la = dev.ls, dev.la
         dtype = p.emissions.dtype
-        own = p.weight_index is p.batch.graph_index and not p.custom_weights
-        cached = dev.weights.get(dtype) if own else None
+        band = self.banded and dev.band is not None and not p.time_dependent
+        own = p.weight_index is gb.graph_index and not p.custom_weights
+        key = (dtype, band)
+        cached = dev.weights.get(key) if own else None
         if cached is None:
             rows = p.weight.shape[0]
-            if p.time_dependent:
+            if band:  # the band table of the rows the weights have (Problem)
+                table = gb.distinct if rows == len(gb.distinct) else gb
+                weight = (table.band_weights_as(dtype) if not p.custom_weights else
+                          table.band_table(p.weight, -np.inf).astype(dtype, copy=False))
+            elif p.time_dependent:
                 weight = np.zeros((rows, p.weight.shape[1], la), dtype)
                 weight[:, :, : p.weight.shape[2]] = p.weight
             else:
                 weight = _padded(p.weight, rows, la, 0, dtype)
-            cached = (rt.asarray(weight), rt.asarray(_padded(p.start, rows, ls, -np.inf, dtype)),
+            cached = (rt.asarray(weight),
+                      rt.asarray(_padded(p.start, rows, ls, -np.inf, dtype)),
                       rt.asarray(_padded(p.final, rows, ls, -np.inf, dtype)))
             if own:
-                dev.weights[dtype] = cached
+                dev.weights[key] = cached
         weight, start, final = cached
         em = p.emissions
         item = em.dtype.itemsize
@@ -218,15 +237,18 @@ class CuPyBackend(Backend):
         args = {
             "em": em, "e_bs": em.strides[0] // item, "e_ts": em.strides[1] // item,
             "lengths": rt.asarray(p.lengths, np.int64),
-            "graph_index": rt.asarray(p.batch.graph_index, np.int64),
+            "graph_index": rt.asarray(gb.graph_index, np.int64),
             "weight_index": rt.asarray(p.weight_index, np.int64),
-            "ls": ls, "la": la, "num_states": a["num_states"], "labels": a["labels"],
-            "src": a["src"], "dst": a["dst"], "in_ptr": a["in_ptr"],
-            "in_arc": a["in_arc"], "weight": weight,
-            "w_rs": int(np.prod(weight.shape[1:])),
+            "ls": ls, "num_states": a["num_states"], "labels": a["labels"],
+            "weight": weight, "w_rs": int(np.prod(weight.shape[1:])),
             "w_ts": la if p.time_dependent else 0, "start": start, "final": final,
         }  # fmt: skip
-        return args, dev
+        if band:
+            args.update(D=int(dev.band), band_arc=a["band_arc"])
+        else:
+            args.update({"la": la, **{name: a[name] for name in (
+                "src", "dst", "in_ptr", "in_arc", "out_ptr", "out_arc")}})
+        return args, ("band" if band else "csr"), dev
 
     def _table_rows(self, p):
         """The largest T_b * S_b of the batch (at least 1): one example's table."""
@@ -250,10 +272,10 @@ class CuPyBackend(Backend):
         scores = xp.empty(size, dtype=dtype)
         if size == 0:
             return scores
-        args, dev = self._inputs(p)
+        args, layout, dev = self._inputs(p)
         log = semiring == "log"
         ring = xp.empty((size, 2 * dev.ls), dtype=np.float64 if log else dtype)
-        self._launch("forward_log" if log else "forward_max", dtype, size,
+        self._launch(f"forward_{semiring}_{layout}", dtype, size,
                      self.runtime.threads(dev.ls), {**args, "ring": ring, "scores": scores})
         return scores
 
@@ -270,29 +292,34 @@ class CuPyBackend(Backend):
         arc_frames = frames if p.time_dependent else 1
         if size == 0:
             return Gradients(scores, g_em, *self._arc_start_final(p, dtype))
-        args, dev = self._inputs(p)
-        ls, la = dev.ls, dev.la
+        args, layout, dev = self._inputs(p)
+        ls = dev.ls
+        slots = args["w_rs"] if layout == "band" else dev.la  # weight slots per row
         a_bs = self._table_rows(p)
-        g_arc = xp.zeros((size, max(arc_frames, 1), la), dtype=np.float64)
+        g_arc = xp.zeros((size, max(arc_frames, 1), slots), dtype=np.float64)
         g_start = xp.zeros((size, ls), dtype=dtype)
         g_final = xp.zeros((size, ls), dtype=dtype)
         a = dev.arrays
         item = dtype.itemsize
-        self._launch("forward_backward", dtype, size, self.runtime.threads(ls), {
-            **args, "out_ptr": a["out_ptr"], "out_arc": a["out_arc"],
-            "num_classes": a["num_classes"], "classes": a["classes"],
+        self._launch(f"forward_backward_{layout}", dtype, size, self.runtime.threads(ls), {
+            **args, "num_classes": a["num_classes"], "classes": a["classes"],
             "class_ptr": a["class_ptr"], "class_states": a["class_states"],
             "alpha": xp.empty((size, a_bs), dtype=np.float64), "a_bs": a_bs,
             "beta": xp.empty((size, 2 * ls), dtype=np.float64),
             "post": xp.empty((size, ls), dtype=np.float64), "scores": scores,
             "g_em": g_em, "g_bs": g_em.strides[0] // item, "g_ts": g_em.strides[1] // item,
-            "g_arc": g_arc, "ga_bs": g_arc.shape[1] * la,
-            "ga_ts": la if p.time_dependent else 0,
+            "g_arc": g_arc, "ga_bs": g_arc.shape[1] * slots,
+            "ga_ts": slots if p.time_dependent else 0,
             "g_start": g_start, "g_final": g_final,
         })  # fmt: skip
-        arc = g_arc[:, :, : gb.max_arcs].astype(dtype)
-        if not p.time_dependent:
-            arc = arc[:, 0]
+        if layout == "band":  # band slots -> arcs (GraphBatch.band_slot)
+            slot = a["band_slot"][args["graph_index"]][:, : gb.max_arcs]
+            values = xp.take_along_axis(g_arc[:, 0], xp.maximum(slot, 0), axis=1)
+            arc = xp.where(slot >= 0, values, 0).astype(dtype)
+        else:
+            arc = g_arc[:, :, : gb.max_arcs].astype(dtype)
+            if not p.time_dependent:
+                arc = arc[:, 0]
         return Gradients(scores, g_em, xp.ascontiguousarray(arc),
                          xp.ascontiguousarray(g_start[:, : gb.max_states]),
                          xp.ascontiguousarray(g_final[:, : gb.max_states]))
@@ -316,9 +343,9 @@ class CuPyBackend(Backend):
         paths = xp.full((6, size, width), -1, dtype=np.int32)
         num_segments = xp.zeros(size, dtype=np.int32)
         if size and frames:
-            args, dev = self._inputs(p)
+            args, layout, dev = self._inputs(p)
             a_bs = self._table_rows(p)
-            self._launch("viterbi", dtype, size, self.runtime.threads(dev.ls), {
+            self._launch(f"viterbi_{layout}", dtype, size, self.runtime.threads(dev.ls), {
                 **args, "tokens": dev.arrays["tokens"],
                 "ring": xp.empty((size, 2 * dev.ls), dtype=dtype),
                 "backpointers": xp.empty((size, a_bs), dtype=np.int32), "a_bs": a_bs,

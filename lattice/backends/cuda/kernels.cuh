@@ -1,7 +1,9 @@
-// The GPU kernels of lattice's CuPy backend (lattice/backends/cupy.py), over the
-// general (CSR) layout of a GraphBatch: forward (log and max), forward-backward
-// and Viterbi with its traceback. The extern "C" entry points that CuPy launches
-// are generated from lattice/backends/cupy.py's KERNELS table (one per kernel and
+// The GPU kernels of lattice's CuPy backend (lattice/backends/cupy.py): forward
+// (log and max), forward-backward, Viterbi with its traceback and the best path's
+// gradients, each written once as a template over the dtype and the layout of the
+// graph (LtCsr: any graph; LtBand: banded graphs, CTC, segmentation, HMM chains).
+// The extern "C" entry points that CuPy launches are generated from
+// lattice/backends/cuda_source.py's KERNELS table (one per kernel, layout and
 // dtype), which also types every launch.
 //
 // Design:
@@ -33,45 +35,113 @@
 
 #include "cells.cuh"
 
-// the rows of example b's graph g (ls = S_max, la = A_max of the distinct graphs)
-struct LtGraph {
-  lt_i32 S, A;
-  const lt_i32* labels;
-  const lt_i32* src;
-  const lt_i32* dst;
-  const lt_i32* in_ptr;
-  const lt_i32* in_arc;
+// Layouts: how a kernel walks the arcs of example b's graph g. Each gives the
+// in-arcs and out-arcs of a state (k-th one: its weight slot, and the state at its
+// other end, -1 when there is none) and the gradient slots (every slot j: its two
+// ends). Rows of the distinct graphs: ls = S_max, la = A_max.
+struct LtCsr {  // any graph: CSR indexes of in- and out-arcs; slot = arc id
+  lt_i32 S, slots;
+  const lt_i32 *labels, *src, *dst, *in_ptr, *in_arc, *out_ptr, *out_arc;
+  __device__ __forceinline__ lt_i32 in_count(lt_i32 s) const {
+    return in_ptr[s + 1] - in_ptr[s];
+  }
+  __device__ __forceinline__ lt_i32 in_arc_at(lt_i32 s, lt_i32 k, lt_i32* from) const {
+    const lt_i32 a = in_arc[in_ptr[s] + k];
+    *from = src[a];
+    return a;
+  }
+  __device__ __forceinline__ lt_i32 out_count(lt_i32 s) const {
+    return out_ptr[s + 1] - out_ptr[s];
+  }
+  __device__ __forceinline__ lt_i32 out_arc_at(lt_i32 s, lt_i32 k, lt_i32* to) const {
+    const lt_i32 a = out_arc[out_ptr[s] + k];
+    *to = dst[a];
+    return a;
+  }
+  __device__ __forceinline__ lt_i32 slot_ends(lt_i32 j, lt_i32* from) const {
+    *from = src[j];
+    return dst[j];
+  }
+  __device__ __forceinline__ lt_i32 arc_of(lt_i32 j) const { return j; }
+  __device__ __forceinline__ lt_i32 from_of(lt_i32 j, lt_i32) const { return src[j]; }
 };
 
-__device__ __forceinline__ LtGraph lt_graph(lt_i64 g, lt_i32 ls, lt_i32 la,
-                                            const lt_i32* num_states,
-                                            const lt_i32* labels, const lt_i32* src,
-                                            const lt_i32* dst, const lt_i32* in_ptr,
-                                            const lt_i32* in_arc) {
-  LtGraph G;
+__device__ __forceinline__ LtCsr lt_csr(lt_i64 g, lt_i32 ls, lt_i32 la,
+                                        const lt_i32* num_states, const lt_i32* labels,
+                                        const lt_i32* src, const lt_i32* dst,
+                                        const lt_i32* in_ptr, const lt_i32* in_arc,
+                                        const lt_i32* out_ptr, const lt_i32* out_arc) {
+  LtCsr G;
   G.S = num_states[g];
   G.labels = labels + g * ls;
   G.src = src + g * la;
   G.dst = dst + g * la;
   G.in_ptr = in_ptr + g * (ls + 1);
   G.in_arc = in_arc + g * la;
-  G.A = G.in_ptr[G.S];
+  G.out_ptr = out_ptr + g * (ls + 1);
+  G.out_arc = out_arc + g * la;
+  G.slots = G.in_ptr[G.S];
   return G;
 }
 
-// alpha of frame t from frame t - 1 (prev) for the states of this thread; Sr is
-// the semiring: true for log, false for max (bp: the arc ids of the best in-arcs,
-// or nullptr)
-template <class F, class A, bool Log>
-__device__ __forceinline__ void lt_alpha_row(const LtGraph& G, const F* row,
-                                             const F* wt, const A* prev, A* cur,
-                                             lt_i32* bp) {
+// banded graphs (GraphBatch.band = D: every arc from s - d to s, d < D; CTC,
+// segmentation, HMM chains): slot d * S + s is the arc from s - d to s (its weight
+// -inf where there is none), in the order of the CSR in-arcs (increasing d), so
+// that sums and Viterbi ties are those of the CSR layout
+struct LtBand {
+  lt_i32 S, D, slots;
+  const lt_i32 *labels, *band_arc;
+  __device__ __forceinline__ lt_i32 in_count(lt_i32) const { return D; }
+  __device__ __forceinline__ lt_i32 in_arc_at(lt_i32 s, lt_i32 k, lt_i32* from) const {
+    *from = s - k;
+    return k * S + s;
+  }
+  __device__ __forceinline__ lt_i32 out_count(lt_i32) const { return D; }
+  __device__ __forceinline__ lt_i32 out_arc_at(lt_i32 s, lt_i32 k, lt_i32* to) const {
+    *to = s + k < S ? s + k : -1;
+    return k * S + s + k;
+  }
+  __device__ __forceinline__ lt_i32 slot_ends(lt_i32 j, lt_i32* from) const {
+    const lt_i32 s = j % S;
+    *from = s - j / S;
+    return s;
+  }
+  __device__ __forceinline__ lt_i32 arc_of(lt_i32 j) const { return band_arc[j]; }
+  __device__ __forceinline__ lt_i32 from_of(lt_i32 j, lt_i32 s) const { return s - j / S; }
+};
+
+__device__ __forceinline__ LtBand lt_band(lt_i64 g, lt_i32 ls, const lt_i32* num_states,
+                                          const lt_i32* labels, lt_i32 D,
+                                          const lt_i32* band_arc) {
+  LtBand G;
+  G.S = num_states[g];
+  G.D = D;
+  G.labels = labels + g * ls;
+  G.band_arc = band_arc + g * (lt_i64)D * ls;
+  G.slots = D * G.S;
+  return G;
+}
+
+// the layout arguments of the entry points (cuda_source.py, KERNELS)
+#define LT_CSR_LAYOUT                                                              \
+  [&](lt_i64 g) {                                                                  \
+    return lt_csr(g, ls, la, num_states, labels, src, dst, in_ptr, in_arc, out_ptr, \
+                  out_arc);                                                        \
+  }
+#define LT_BAND_LAYOUT \
+  [&](lt_i64 g) { return lt_band(g, ls, num_states, labels, D, band_arc); }
+
+// alpha of frame t from frame t - 1 (prev) for the states of this thread, under
+// the log semiring (Log) or max (bp: the slots of the best in-arcs, or nullptr)
+template <class F, class A, bool Log, class L>
+__device__ __forceinline__ void lt_alpha_row(const L& G, const F* row, const F* wt,
+                                             const A* prev, A* cur, lt_i32* bp) {
   for (lt_i32 s = threadIdx.x; s < G.S; s += blockDim.x) {
-    const lt_i32 lo = G.in_ptr[s];
-    const lt_i32 n = G.in_ptr[s + 1] - lo;
+    const lt_i32 n = G.in_count(s);
     auto term = [&](lt_i32 k) {
-      const lt_i32 a = G.in_arc[lo + k];
-      return prev[G.src[a]] + A(wt[a]);
+      lt_i32 from;
+      const lt_i32 j = G.in_arc_at(s, k, &from);
+      return from >= 0 ? prev[from] + A(wt[j]) : lt_neg_inf(A(0));
     };
     A m;
     if (Log) {
@@ -79,15 +149,18 @@ __device__ __forceinline__ void lt_alpha_row(const LtGraph& G, const F* row,
     } else {
       lt_i32 arg;
       m = lt_max_sum<A>(n, term, &arg);
-      if (bp) bp[s] = n ? G.in_arc[lo + arg] : -1;
+      if (bp) {
+        lt_i32 from;
+        bp[s] = n ? G.in_arc_at(s, arg, &from) : -1;
+      }
     }
     cur[s] = m + A(row[G.labels[s]]);
   }
 }
 
-template <class F, class A>
-__device__ __forceinline__ void lt_alpha_start(const LtGraph& G, const F* row,
-                                               const F* start, A* cur) {
+template <class F, class A, class L>
+__device__ __forceinline__ void lt_alpha_start(const L& G, const F* row, const F* start,
+                                               A* cur) {
   for (lt_i32 s = threadIdx.x; s < G.S; s += blockDim.x)
     cur[s] = A(start[s]) + A(row[G.labels[s]]);
 }
@@ -116,19 +189,15 @@ __device__ __forceinline__ A lt_total(lt_i32 S, const A* last, const F* final,
 }
 
 // forward: scores[b] = the total score under the semiring (Log or max)
-template <class F, class A, bool Log>
-__device__ void lt_forward(const F* em, lt_i64 e_bs, lt_i64 e_ts,
+template <class F, class A, bool Log, class Layout>
+__device__ void lt_forward(const Layout& layout, const F* em, lt_i64 e_bs, lt_i64 e_ts,
                            const lt_i64* lengths, const lt_i64* graph_index,
-                           const lt_i64* weight_index, lt_i32 ls, lt_i32 la,
-                           const lt_i32* num_states, const lt_i32* labels,
-                           const lt_i32* src, const lt_i32* dst, const lt_i32* in_ptr,
-                           const lt_i32* in_arc, const F* weight, lt_i64 w_rs,
-                           lt_i64 w_ts, const F* start, const F* final, A* ring,
-                           F* scores) {
+                           const lt_i64* weight_index, lt_i32 ls, const F* weight,
+                           lt_i64 w_rs, lt_i64 w_ts, const F* start, const F* final,
+                           A* ring, F* scores) {
   const lt_i64 b = blockIdx.x;
   const lt_i64 r = weight_index[b];
-  const LtGraph G = lt_graph(graph_index[b], ls, la, num_states, labels, src, dst,
-                             in_ptr, in_arc);
+  const auto G = layout(graph_index[b]);
   const lt_i64 T = lengths[b];
   if (T <= 0 || G.S == 0) {  // uniform over the block: no barrier is skipped
     if (threadIdx.x == 0) scores[b] = lt_neg_inf(F(0));
@@ -151,23 +220,21 @@ __device__ void lt_forward(const F* em, lt_i64 e_bs, lt_i64 e_ts,
 
 // forward-backward under the log semiring: scores[b] = log Z and the posteriors:
 // g_em (B, T, C) per (frame, class) (the caller zeroes it; frames past the length
-// and classes the graph lacks stay 0), g_arc (B, Tg, la) per arc in A, summed over
-// frames when ga_ts = 0, g_start and g_final (B, ls)
-template <class F, class A>
+// and classes the graph lacks stay 0), g_arc (B, Tg, slots) per weight slot in A,
+// summed over frames when ga_ts = 0, g_start and g_final (B, ls)
+template <class F, class A, class Layout>
 __device__ void lt_forward_backward(
-    const F* em, lt_i64 e_bs, lt_i64 e_ts, const lt_i64* lengths,
-    const lt_i64* graph_index, const lt_i64* weight_index, lt_i32 ls, lt_i32 la,
-    const lt_i32* num_states, const lt_i32* labels, const lt_i32* src,
-    const lt_i32* dst, const lt_i32* in_ptr, const lt_i32* in_arc,
-    const lt_i32* out_ptr, const lt_i32* out_arc, const lt_i32* num_classes,
-    const lt_i32* classes, const lt_i32* class_ptr, const lt_i32* class_states,
-    const F* weight, lt_i64 w_rs, lt_i64 w_ts, const F* start, const F* final,
-    A* alpha, lt_i64 a_bs, A* beta, A* post, F* scores, F* g_em, lt_i64 g_bs,
-    lt_i64 g_ts, A* g_arc, lt_i64 ga_bs, lt_i64 ga_ts, F* g_start, F* g_final) {
+    const Layout& layout, const F* em, lt_i64 e_bs, lt_i64 e_ts, const lt_i64* lengths,
+    const lt_i64* graph_index, const lt_i64* weight_index, lt_i32 ls,
+    const lt_i32* num_classes, const lt_i32* classes, const lt_i32* class_ptr,
+    const lt_i32* class_states, const F* weight, lt_i64 w_rs, lt_i64 w_ts,
+    const F* start, const F* final, A* alpha, lt_i64 a_bs, A* beta, A* post, F* scores,
+    F* g_em, lt_i64 g_bs, lt_i64 g_ts, A* g_arc, lt_i64 ga_bs, lt_i64 ga_ts, F* g_start,
+    F* g_final) {
   const lt_i64 b = blockIdx.x;
   const lt_i64 g = graph_index[b];
   const lt_i64 r = weight_index[b];
-  const LtGraph G = lt_graph(g, ls, la, num_states, labels, src, dst, in_ptr, in_arc);
+  const auto G = layout(g);
   const lt_i64 T = lengths[b];
   if (T <= 0 || G.S == 0) {
     if (threadIdx.x == 0) scores[b] = lt_neg_inf(F(0));
@@ -189,8 +256,6 @@ __device__ void lt_forward_backward(
   if (threadIdx.x == 0) scores[b] = F(logz);
   if (logz == lt_neg_inf(A(0))) return;  // no path: the gradients stay 0
 
-  const lt_i32* optr = out_ptr + g * (ls + 1);
-  const lt_i32* oarc = out_arc + g * la;
   const lt_i32 U = num_classes[g];
   const lt_i32* ucls = classes + g * ls;
   const lt_i32* cptr = class_ptr + g * (ls + 1);
@@ -218,20 +283,22 @@ __device__ void lt_forward_backward(
     const F* wt = w + t * w_ts;
     const A* a_prev = al + (t - 1) * S;
     for (lt_i32 s = threadIdx.x; s < S; s += blockDim.x) {
-      const lt_i32 lo = optr[s];
       auto term = [&](lt_i32 k) {
-        const lt_i32 a = oarc[lo + k];
-        const lt_i32 d = G.dst[a];
-        return A(wt[a]) + A(row[G.labels[d]]) + b_next[d];
+        lt_i32 to;
+        const lt_i32 j = G.out_arc_at(s, k, &to);
+        return to >= 0 ? A(wt[j]) + A(row[G.labels[to]]) + b_next[to]
+                       : lt_neg_inf(A(0));
       };
-      const A v = lt_log_sum<A>(optr[s + 1] - lo, term);
+      const A v = lt_log_sum<A>(G.out_count(s), term);
       b_cur[s] = v;
       p[s] = lt_exp(a_prev[s] + v - logz);
     }
-    for (lt_i32 a = threadIdx.x; a < G.A; a += blockDim.x) {  // arcs into frame t
-      const lt_i32 d = G.dst[a];
-      const A v = a_prev[G.src[a]] + A(wt[a]) + A(row[G.labels[d]]) + b_next[d];
-      gA[t * ga_ts + a] += lt_exp(v - logz);
+    for (lt_i32 j = threadIdx.x; j < G.slots; j += blockDim.x) {  // arcs into frame t
+      lt_i32 from;
+      const lt_i32 to = G.slot_ends(j, &from);
+      if (from < 0) continue;
+      const A v = a_prev[from] + A(wt[j]) + A(row[G.labels[to]]) + b_next[to];
+      gA[t * ga_ts + j] += lt_exp(v - logz);
     }
     __syncthreads();
     for (lt_i32 u = threadIdx.x; u < U; u += blockDim.x) {
@@ -272,23 +339,20 @@ __device__ __forceinline__ lt_i32 lt_segments(lt_i64 T, const lt_i32* path,
 // Viterbi: the best path of every example. Outputs (B, p_bs) int32 must be -1 on
 // entry (path, path_labels, path_arcs, seg_token, seg_start, seg_end);
 // num_segments (B,) and scores (B,) are written. ring (B, 2 * ls) in F,
-// backpointers (B, a_bs) with a_bs >= T * S.
-template <class F>
-__device__ void lt_viterbi(const F* em, lt_i64 e_bs, lt_i64 e_ts,
+// backpointers (B, a_bs) with a_bs >= T * S: the slot of the best in-arc.
+template <class F, class Layout>
+__device__ void lt_viterbi(const Layout& layout, const F* em, lt_i64 e_bs, lt_i64 e_ts,
                            const lt_i64* lengths, const lt_i64* graph_index,
-                           const lt_i64* weight_index, lt_i32 ls, lt_i32 la,
-                           const lt_i32* num_states, const lt_i32* labels,
-                           const lt_i32* tokens, const lt_i32* src, const lt_i32* dst,
-                           const lt_i32* in_ptr, const lt_i32* in_arc, const F* weight,
-                           lt_i64 w_rs, lt_i64 w_ts, const F* start, const F* final,
-                           F* ring, lt_i32* backpointers, lt_i64 a_bs, lt_i32* path,
-                           lt_i32* path_labels, lt_i32* path_arcs, lt_i64 p_bs,
-                           lt_i32* seg_token, lt_i32* seg_start, lt_i32* seg_end,
-                           lt_i32* num_segments, F* scores) {
+                           const lt_i64* weight_index, lt_i32 ls, const lt_i32* tokens,
+                           const F* weight, lt_i64 w_rs, lt_i64 w_ts, const F* start,
+                           const F* final, F* ring, lt_i32* backpointers, lt_i64 a_bs,
+                           lt_i32* path, lt_i32* path_labels, lt_i32* path_arcs,
+                           lt_i64 p_bs, lt_i32* seg_token, lt_i32* seg_start,
+                           lt_i32* seg_end, lt_i32* num_segments, F* scores) {
   const lt_i64 b = blockIdx.x;
   const lt_i64 g = graph_index[b];
   const lt_i64 r = weight_index[b];
-  const LtGraph G = lt_graph(g, ls, la, num_states, labels, src, dst, in_ptr, in_arc);
+  const auto G = layout(g);
   const lt_i64 T = lengths[b];
   if (T <= 0 || G.S == 0) {
     if (threadIdx.x == 0) {
@@ -321,9 +385,9 @@ __device__ void lt_viterbi(const F* em, lt_i64 e_bs, lt_i64 e_ts,
   for (lt_i64 t = T - 1; t > 0; --t) {
     pb[t] = s;
     lb[t] = G.labels[s];
-    const lt_i32 a = bp[t * S + s];
-    ab[t] = a;
-    s = G.src[a];
+    const lt_i32 j = bp[t * S + s];
+    ab[t] = G.arc_of(j);
+    s = G.from_of(j, s);
   }
   pb[0] = s;
   lb[0] = G.labels[s];
