@@ -517,7 +517,8 @@ def _loss(score, seq, reduction, zero_infinity):
         return nll.squeeze(0) if seq.unbatched else nll
     if reduction == "sum":
         return nll.sum()
-    return (nll / seq.target_lengths.to(nll.dtype).clamp(min=1)).mean()
+    # lengths may sit on the host while the scores are on a GPU
+    return (nll / seq.target_lengths.to(nll.device, nll.dtype).clamp(min=1)).mean()
 
 
 def _sequence_loss(builder, options, log_probs, targets, input_lengths, target_lengths,
@@ -835,7 +836,8 @@ def _target_emissions(seq, blank, dtype):
     em = np.full((size, int(lengths.max(initial=1)), classes), -np.inf)
     for b, lab in enumerate(labellings):
         em[b, np.arange(lab.shape[0]), lab] = 0.0
-    return torch.from_numpy(em).to(dtype), torch.from_numpy(lengths)
+    return (torch.from_numpy(em).to(seq.emissions.device, dtype),
+            torch.from_numpy(lengths))
 
 
 @torch.compiler.disable  # numpy work on the targets and the graph between its ops
@@ -973,7 +975,7 @@ def mmi_loss(log_probs, targets, input_lengths, target_lengths, denominator, bla
                                               None, *weights)
     den = _torch_ops.graph_score(*inputs, graph, shared, lengths, "log",
                                  _needs_grad(*inputs), nan, code)
-    no_frames = seq.input_lengths == 0
+    no_frames = (seq.input_lengths == 0).to(den.device)
     den = torch.where(no_frames, torch.zeros_like(den), den)  # not -inf: no path
     score = num
     if numerator_lm:
@@ -985,7 +987,8 @@ def mmi_loss(log_probs, targets, input_lengths, target_lengths, denominator, bla
                                                "log", _needs_grad(*lm_inputs), "raise")
     score = score - den
     # no frames and no target: probability 1 (as ctc_loss), whatever the LM says
-    score = torch.where(no_frames & (seq.target_lengths == 0), torch.zeros_like(score),
+    score = torch.where(no_frames & (seq.target_lengths == 0).to(den.device),
+                        torch.zeros_like(score),
                         score)
     loss = _loss(score, seq, reduction, zero_infinity)
     if ctc_weight:

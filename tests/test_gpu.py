@@ -234,3 +234,34 @@ def test_make_problem_reads_device_lengths():
     backend, p = make_problem(em, lattice.build("ctc", [1]), cupy.asarray([5, 3]),
                               None, None, None)
     assert backend.name == "cupy" and p.lengths.tolist() == [5, 3]
+
+
+def test_losses_on_cuda_equal_the_cpu_ones():
+    """ctc_loss (mean reduction: target lengths on the host), lattice_score with frame
+    and arc weights, and mmi_loss, on CUDA tensors against the same on the CPU."""
+    torch = pytest.importorskip("torch")
+    from lattice.torch import ctc_loss, lattice_score, mmi_loss
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    rng = np.random.default_rng(7)
+    T, B, C = 30, 3, 5
+    lp = torch.from_numpy(rng.standard_normal((T, B, C))).log_softmax(-1)
+    targets = torch.tensor([[1, 2, 3], [4, 4, 0], [2, 0, 0]])
+    il, tl = (30, 25, 9), torch.tensor([3, 2, 1])
+    den = lattice.build("ctc_denominator", [[1, 2], [2, 3, 1], [4, 4]], num_tokens=C)
+    graphs = [lattice.build("ctc", [1, 2]), lattice.build("segmentation", [3, 1]),
+              lattice.build("ctc", [4])]
+    frame_w = torch.from_numpy(rng.uniform(0.5, 1.5, size=(B, T)))
+
+    def losses(device):
+        x = lp.to(device).requires_grad_()
+        fw = frame_w.to(device).requires_grad_()
+        value = (ctc_loss(x, targets.to(device), il, tl)
+                 + mmi_loss(x, targets, il, tl, lattice.batch([den]))
+                 + lattice_score(x.transpose(0, 1), graphs, frame_weights=fw).sum())
+        value.backward()
+        return value.detach().cpu(), x.grad.cpu(), fw.grad.cpu()
+
+    for got, want in zip(losses("cuda"), losses("cpu")):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
