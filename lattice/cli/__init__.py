@@ -1,7 +1,8 @@
 """The ``lattice`` command line: one argparse subcommand per entry of ``SUBCOMMANDS``.
 
 Each subcommand lives in a module of this package (``lattice.cli.align``,
-``lattice.cli.demo``, ``lattice.cli.bench``) with two functions:
+``lattice.cli.demo``, ``lattice.cli.bench``, ``lattice.cli.speech_bench``) with two
+functions:
 
 * ``add_arguments(parser)`` declares its options on an argparse sub-parser;
 * ``main(args) -> int`` runs it on the parsed arguments and returns the exit status.
@@ -30,6 +31,9 @@ SUBCOMMANDS = {
               "the frames of an emissions .npy, as a CSV or JSON table"),
     "bench": ("lattice.cli.bench", "time lattice's CTC loss against torch's (and optax's) "
               "on this machine"),
+    "speech-bench": ("lattice.cli.speech_bench", "word-boundary errors of each topology's "
+                     "forced alignments on synthetic speech with true word times "
+                     "(espeak-ng)"),
 }
 
 
