@@ -259,8 +259,8 @@ def format_results(results):
     ...            offset_median=70.0, within_20=0.4, within_50=0.7,
     ...            align_s_per_hour=1.5, cer=0.05)
     >>> print(format_results([row]))
-    topology      onset mean  onset median  offset mean  offset median  <=20 ms  <=50 ms  align s/h  CER
-    ctc              30.0 ms       20.0 ms      80.0 ms        70.0 ms    40.0%    70.0%        1.5  5.0%
+    topology  onset mean  onset median  offset mean  offset median  <=20 ms  <=50 ms  align s/h   CER
+    ctc          30.0 ms       20.0 ms      80.0 ms        70.0 ms    40.0%    70.0%        1.5  5.0%
     """
     header = ("topology", "onset mean", "onset median", "offset mean", "offset median",
               "<=20 ms", "<=50 ms", "align s/h", "CER")
