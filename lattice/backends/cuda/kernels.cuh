@@ -218,6 +218,19 @@ __device__ void lt_forward(const Layout& layout, const F* em, lt_i64 e_bs, lt_i6
   if (threadIdx.x == 0) scores[b] = F(total);
 }
 
+// the emission gradient of one frame: for each class u the graph uses, the sum of
+// the posteriors p of its states, in increasing state order (one thread per class)
+template <class F, class A>
+__device__ __forceinline__ void lt_class_sums(lt_i32 U, const lt_i32* ucls,
+                                              const lt_i32* cptr, const lt_i32* cstates,
+                                              const A* p, F* g_row) {
+  for (lt_i32 u = threadIdx.x; u < U; u += blockDim.x) {
+    A acc = 0;
+    for (lt_i32 k = cptr[u]; k < cptr[u + 1]; ++k) acc += p[cstates[k]];
+    g_row[ucls[u]] = F(acc);
+  }
+}
+
 // forward-backward under the log semiring: scores[b] = log Z and the posteriors:
 // g_em (B, T, C) per (frame, class) (the caller zeroes it; frames past the length
 // and classes the graph lacks stay 0), g_arc (B, Tg, slots) per weight slot in A,
@@ -272,11 +285,7 @@ __device__ void lt_forward_backward(
     g_final[b * ls + s] = F(p[s]);
   }
   __syncthreads();
-  for (lt_i32 u = threadIdx.x; u < U; u += blockDim.x) {
-    A acc = 0;
-    for (lt_i32 k = cptr[u]; k < cptr[u + 1]; ++k) acc += p[cstates[k]];
-    gE[(T - 1) * g_ts + ucls[u]] = F(acc);
-  }
+  lt_class_sums(U, ucls, cptr, cstates, p, gE + (T - 1) * g_ts);
   __syncthreads();
   for (lt_i64 t = T - 1; t > 0; --t) {  // frame t -> frame t - 1
     const F* row = E + t * e_ts;
@@ -301,11 +310,7 @@ __device__ void lt_forward_backward(
       gA[t * ga_ts + j] += lt_exp(v - logz);
     }
     __syncthreads();
-    for (lt_i32 u = threadIdx.x; u < U; u += blockDim.x) {
-      A acc = 0;
-      for (lt_i32 k = cptr[u]; k < cptr[u + 1]; ++k) acc += p[cstates[k]];
-      gE[(t - 1) * g_ts + ucls[u]] = F(acc);
-    }
+    lt_class_sums(U, ucls, cptr, cstates, p, gE + (t - 1) * g_ts);
     __syncthreads();
     A* tmp = b_next;
     b_next = b_cur;
