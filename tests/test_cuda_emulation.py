@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import lattice
 from lattice.backends import get_backend, register_backend, unregister_backend
 from lattice.backends.cuda_source import KERNELS, cuda_source, kernel_arguments
-from lattice.backends.cupy import CuPyBackend, _class_map
+from lattice.backends.cupy import CuPyBackend, class_map
 from lattice.problem import make_problem
 
 from cuda_emulation.runtime import EmulatedRuntime, compiler
@@ -203,7 +203,7 @@ def test_the_alignment_distribution_is_not_there_yet(gpu):
 def test_class_map():
     num_states = np.array([4, 2, 0], np.int32)
     labels = np.array([[3, 1, 3, 0], [2, 2, 0, 0], [0, 0, 0, 0]], np.int32)
-    n, classes, ptr, states = _class_map(num_states, labels, 4)
+    n, classes, ptr, states = class_map(num_states, labels, 4)
     assert n.tolist() == [3, 1, 0]
     assert classes[0, :3].tolist() == [0, 1, 3] and classes[1, :1].tolist() == [2]
     assert ptr[0, :4].tolist() == [0, 1, 2, 4] and ptr[1, :2].tolist() == [0, 2]

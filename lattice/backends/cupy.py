@@ -42,7 +42,7 @@ from . import GPU_INSTALL_HINT
 from .base import Backend, Gradients, Paths
 from .cuda_source import cuda_source, entry_name, kernel_arguments
 
-__all__ = ["CuPyBackend", "CuPyRuntime"]
+__all__ = ["CuPyBackend", "CuPyRuntime", "class_map"]
 
 
 
@@ -92,14 +92,37 @@ class CuPyRuntime:
         function((grid,), (block,), tuple(value for _, _, value in arguments))
 
 
-def _round_up(n):
+def _at_least_one(n):
     return max(int(n), 1)
 
 
-def _class_map(num_states, labels, ls):
+def class_map(num_states, labels, ls):
     """Per graph, the classes its states emit and the states of each class, in
-    increasing order: (num_classes (G,), classes (G, ls), class_ptr (G, ls + 1),
-    class_states (G, ls)), int32."""
+    increasing order: what makes the GPU's emission gradient a sum in a fixed order.
+
+    Parameters
+    ----------
+    num_states : ndarray of int32, shape (G,)
+    labels : ndarray of int32, shape (G, ls)
+    ls : int
+        The padded state count.
+
+    Returns
+    -------
+    (num_classes (G,), classes (G, ls), class_ptr (G, ls + 1), class_states (G, ls))
+        int32: graph ``g`` emits ``classes[g, :num_classes[g]]`` (increasing), and
+        the states of its ``u``-th class are ``class_states[g, class_ptr[g, u]:
+        class_ptr[g, u + 1]]`` (increasing).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lattice.backends.cupy import class_map
+    >>> n, classes, ptr, states = class_map(np.array([3], np.int32),
+    ...                                     np.array([[2, 0, 2]], np.int32), 3)
+    >>> n.tolist(), classes[0, :2].tolist(), ptr[0, :3].tolist(), states[0].tolist()
+    ([2], [0, 2], [0, 1, 3], [1, 0, 2])
+    """
     G = labels.shape[0]
     valid = np.arange(ls) < num_states[:, None]
     lab = np.where(valid, labels, INT32_MAX).astype(np.int64)
@@ -131,8 +154,8 @@ class _DeviceGraphs:
 
     def __init__(self, runtime, d):
         G = len(d)
-        self.ls = ls = _round_up(d.max_states)
-        self.la = la = _round_up(d.max_arcs)
+        self.ls = ls = _at_least_one(d.max_states)
+        self.la = la = _at_least_one(d.max_arcs)
         num_states = np.asarray(d.num_states, np.int32)
         host = {
             "num_states": num_states,
@@ -146,7 +169,7 @@ class _DeviceGraphs:
             "out_arc": _padded(d.out_arc, G, la, 0, np.int32),
         }
         host["num_classes"], host["classes"], host["class_ptr"], host["class_states"] = (
-            _class_map(num_states, host["labels"], ls))
+            class_map(num_states, host["labels"], ls))
         self.band = d.band
         if d.band is not None:  # the slot -> arc map of the band, and its inverse
             host["band_arc"] = _padded(d.band_arc, G, d.band * ls, -1, np.int32)
