@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lattice
-from lattice.backends import get_backend, register_backend, unregister_backend
+from lattice.backends import register_backend, unregister_backend
 from lattice.backends.cuda_source import KERNELS, cuda_source, kernel_arguments
 from lattice.backends.cupy import CuPyBackend, class_map
 from lattice.problem import make_problem

@@ -19,11 +19,6 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(_DEVICES == 0, reason="no CUDA device")]
 
 
-@pytest.fixture(scope="module")
-def gpu():
-    return lattice.backends.get_backend("cupy")
-
-
 def assert_close(got, want, dtype):
     got = cupy.asnumpy(got) if isinstance(got, cupy.ndarray) else got
     if np.dtype(dtype) == np.float64:

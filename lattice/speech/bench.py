@@ -151,7 +151,6 @@ def _letters(ids):
 def _evaluate(model, topology, corpus, config, torch):
     """Boundary errors (ms), alignment seconds per hour of audio, held-out CER, and
     the aligned (onsets, offsets) of every held-out utterance."""
-    import lattice
     from lattice.decode import ctc_greedy, error_rate, segmentation_greedy
     from lattice.torch import viterbi_align
 
