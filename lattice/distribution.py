@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .backends import backend_for
 from .checks import int_value, is_int
 from .problem import make_problem, raise_if_nan
 
@@ -171,11 +172,13 @@ class TokenPosteriors:
         """(B, T): the probability that frame ``t`` lies in no token (a blank, say);
         with ``occupancy`` it sums to 1 on every frame within the length, and is 0
         past it and for examples with no path."""
-        frames = self.occupancy.shape[1]
-        valid = (np.arange(frames) < self.lengths[:, None]) & np.isfinite(
-            self.log_z)[:, None]
-        rest = 1 - self.occupancy.sum(axis=2)
-        return np.where(valid, np.clip(rest, 0, 1), 0).astype(self.occupancy.dtype)
+        occupancy = self.occupancy  # numpy, or a GPU backend's arrays
+        xp = np if isinstance(occupancy, np.ndarray) else backend_for(occupancy).xp
+        frames = occupancy.shape[1]
+        valid = xp.asarray(np.arange(frames) < np.asarray(self.lengths)[:, None]) & (
+            xp.isfinite(self.log_z)[:, None])
+        rest = 1 - occupancy.sum(axis=2)
+        return xp.where(valid, xp.clip(rest, 0, 1), 0).astype(occupancy.dtype)
 
 
 def _seed_key(seed):

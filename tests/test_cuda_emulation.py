@@ -181,6 +181,10 @@ def test_the_engine_dispatches_to_the_backend():
         assert lattice.viterbi(em, [graph]).segments(0) == [(0, 0, 2), (1, 3, 4)]
         fb = lattice.forward_backward(em, graph)
         np.testing.assert_allclose(fb.emission_grad.sum(axis=-1), 1.0, rtol=1e-12)
+        H = lattice.entropy(em, graph)  # the distribution: on the CPU, and back
+        unregister_backend("emulated-gpu")
+        np.testing.assert_array_equal(H, lattice.entropy(em, graph))
+        register_backend("emulated-gpu", emulated, ["numpy"])
         bad = em.copy()
         bad[0, 1, 1] = np.nan
         with pytest.raises(FloatingPointError, match="frame 1, class 1"):
@@ -193,11 +197,22 @@ def test_the_engine_dispatches_to_the_backend():
     assert lattice.backends.backend_for(np.zeros(1)).name == "cpu"
 
 
-def test_the_alignment_distribution_is_not_there_yet(gpu):
-    _, p = make_problem(np.zeros((1, 3, 2)), lattice.build("ctc", [1]), None, None,
-                        None, None)
-    with pytest.raises(NotImplementedError, match="'cupy' backend does not implement"):
-        gpu.sample(p, 2, 0)
+def test_the_alignment_distribution_runs_on_the_cpu_and_comes_back(gpu):
+    rng = np.random.default_rng(8)
+    em = rng.standard_normal((3, 12, 5))
+    graphs = [lattice.build("ctc", [1, 2]), lattice.build("segmentation", [3, 4, 1]),
+              lattice.build("ctc", [2, 2])]
+    cpu, p = make_problem(em, graphs, [12, 9, 7], None, None, None)
+    pairs = [(gpu.sample(p, 4, 123), cpu.sample(p, 4, 123)),
+             (gpu.kbest(p, 3), cpu.kbest(p, 3)),
+             (gpu.posteriors(p, True, True, 3), cpu.posteriors(p, True, True, 3))]
+    for got, want in pairs:
+        assert type(got) is type(want)
+        for name, g, w in zip(want._fields, got, want):
+            if w is None:
+                assert g is None, name
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=name)
 
 
 def test_class_map():

@@ -260,3 +260,23 @@ def test_losses_on_cuda_equal_the_cpu_ones():
 
     for got, want in zip(losses("cuda"), losses("cpu")):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_the_alignment_distribution_takes_cupy_arrays():
+    rng = np.random.default_rng(9)
+    em = rng.standard_normal((2, 10, 4))
+    graphs = [lattice.build("ctc", [1, 2]), lattice.build("segmentation", [3, 1])]
+    got = lattice.sample(cupy.asarray(em), graphs, 3, seed=1)
+    want = lattice.sample(em, graphs, 3, seed=1)
+    assert isinstance(got.states, cupy.ndarray)
+    np.testing.assert_array_equal(cupy.asnumpy(got.states), want.states)
+    np.testing.assert_array_equal(cupy.asnumpy(lattice.entropy(cupy.asarray(em), graphs)),
+                                  lattice.entropy(em, graphs))
+
+
+def test_token_posteriors_of_cupy_arrays():
+    em = np.random.default_rng(10).standard_normal((2, 8, 4))
+    graphs = [lattice.build("ctc", [1, 2]), lattice.build("ctc", [3])]
+    got = lattice.token_posteriors(cupy.asarray(em), graphs, [8, 5])
+    want = lattice.token_posteriors(em, graphs, [8, 5])
+    np.testing.assert_allclose(cupy.asnumpy(got.non_token), want.non_token, atol=1e-12)

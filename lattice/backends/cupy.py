@@ -28,9 +28,11 @@ Design:
 * Memory: forward-backward keeps every alpha row in float64 (8 T S bytes per
   example) and Viterbi int32 backpointers (4 T S bytes); the ``checkpoint``
   argument of the engine is accepted and not used here yet.
-* Not on the GPU yet: the alignment distribution (:func:`lattice.sample`,
-  :func:`lattice.kbest`, :func:`lattice.entropy`, ...), which raise
-  ``NotImplementedError`` naming the backend.
+* The alignment distribution (:func:`lattice.sample`, :func:`lattice.kbest`,
+  :func:`lattice.entropy`, :func:`lattice.token_posteriors`) has no GPU kernels
+  yet: it runs on the CPU backend, the emissions copied to the host and the results
+  back to the device, so every function of lattice takes CuPy arrays (at the
+  CPU's speed for these).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import INT32_MAX
-from . import GPU_INSTALL_HINT
+from . import GPU_INSTALL_HINT, get_backend
 from .base import Backend, Gradients, Paths
 from .cuda_source import cuda_source, entry_name, kernel_arguments
 
@@ -414,3 +416,25 @@ class CuPyBackend(Backend):
             g_start = xp.ascontiguousarray(start_buf[:, : p.batch.max_states])
             g_final = xp.ascontiguousarray(final_buf[:, : p.batch.max_states])
         return Gradients(paths.score, g_em, g_arc, g_start, g_final)
+
+    # -- the alignment distribution: on the CPU, results back on the device --------
+
+    def _on_host(self, problem):
+        """``problem`` with its emissions on the host (its other arrays are)."""
+        return problem._replace(emissions=self.to_numpy(problem.emissions))
+
+    def _on_device(self, result):
+        rt = self.runtime
+        return type(result)(*(None if v is None else rt.asarray(v) for v in result))
+
+    def sample(self, problem, num_samples, key):
+        cpu = get_backend("cpu")
+        return self._on_device(cpu.sample(self._on_host(problem), num_samples, key))
+
+    def kbest(self, problem, k):
+        return self._on_device(get_backend("cpu").kbest(self._on_host(problem), k))
+
+    def posteriors(self, problem, entropy, gradients, num_tokens, onsets=True):
+        cpu = get_backend("cpu")
+        return self._on_device(cpu.posteriors(self._on_host(problem), entropy, gradients,
+                                              num_tokens, onsets))
