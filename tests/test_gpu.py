@@ -126,7 +126,9 @@ def test_long_and_wide_inputs(dtype):
         gb = lattice.build_batch("ctc", [rng.integers(1, C, size=S) for _ in range(B)])
         want = lattice.forward_backward(em, gb)
         got = lattice.forward_backward(cupy.asarray(em), gb)
-        np.testing.assert_allclose(cupy.asnumpy(got.score), want.score, rtol=1e-9)
+        # both round a float64 log Z to the dtype: one float32 ulp apart at most
+        rtol = 1e-9 if dtype == np.float64 else 2e-7
+        np.testing.assert_allclose(cupy.asnumpy(got.score), want.score, rtol=rtol)
         # float32 inputs are recursed in float64 on both: posteriors exact to 1e-6
         np.testing.assert_allclose(cupy.asnumpy(got.emission_grad), want.emission_grad,
                                    atol=1e-6)
