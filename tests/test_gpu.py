@@ -282,3 +282,30 @@ def test_token_posteriors_of_cupy_arrays():
     got = lattice.token_posteriors(cupy.asarray(em), graphs, [8, 5])
     want = lattice.token_posteriors(em, graphs, [8, 5])
     np.testing.assert_allclose(cupy.asnumpy(got.non_token), want.non_token, atol=1e-12)
+
+
+def test_ctc_loss_on_cuda_propagates_nan_and_scores_empty_inputs_as_torch():
+    """The torch ops' rarer paths on CUDA tensors: a NaN frame makes its example's
+    loss and gradients NaN (nan="propagate"), an empty input with an empty target
+    scores 0; the other examples keep their values. As on the CPU."""
+    torch = pytest.importorskip("torch")
+    from lattice.torch import ctc_loss
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    rng = np.random.default_rng(11)
+    lp = torch.from_numpy(rng.standard_normal((12, 3, 5))).log_softmax(-1)
+    lp[4, 1, 2] = float("nan")
+    targets = torch.tensor([[1, 2], [3, 4], [0, 0]])
+    il, tl = torch.tensor([12, 12, 0]), torch.tensor([2, 2, 0])
+
+    def run(device):
+        x = lp.to(device).requires_grad_()
+        loss = ctc_loss(x, targets.to(device), il, tl, reduction="none")
+        loss.sum().backward()
+        return loss.detach().cpu(), x.grad.cpu()
+
+    (loss_gpu, grad_gpu), (loss_cpu, grad_cpu) = run("cuda"), run("cpu")
+    assert torch.isnan(loss_gpu[1]) and loss_gpu[2] == 0
+    torch.testing.assert_close(loss_gpu, loss_cpu, equal_nan=True)
+    torch.testing.assert_close(grad_gpu, grad_cpu, equal_nan=True)
