@@ -130,6 +130,34 @@ def test_shared_graphs_and_strided_emissions(gpu):
     compare(gpu, em[:, ::-2], lattice.batch([den] * 4))
 
 
+@pytest.mark.parametrize("checkpoint", [1, 2, 3, 5, True])
+def test_checkpoints_give_the_same_bits(gpu, checkpoint):
+    rng = np.random.default_rng(12)
+    em = rng.standard_normal((3, 17, 5))
+    graphs = [lattice.build("ctc", [1, 2, 3]), lattice.build("segmentation", [4, 1]),
+              lattice.build("hmm", [2], states=2)]
+    gb = lattice.batch(graphs)
+    for arcs in (None, rng.standard_normal((3, 17, gb.max_arcs))):
+        _, p = make_problem(em, gb, [17, 11, 6], arcs, None, None)
+        full = gpu.forward_backward(p, checkpoint=False)
+        part = gpu.forward_backward(p, checkpoint=checkpoint)
+        for a, b in zip(full, part):
+            assert a.tobytes() == b.tobytes()
+
+
+def test_the_memory_budget_turns_checkpoints_on():
+    from lattice.memory import memory_budget
+
+    backend = CuPyBackend(EmulatedRuntime())
+    _, p = make_problem(np.zeros((2, 40, 4)), lattice.build("ctc", [1, 2]), None, None,
+                        None, None)
+    assert backend.alpha_rows(p, None) == (40, (1 + 40) * 5)  # the full table
+    with memory_budget(100):
+        k, rows = backend.alpha_rows(p, None)
+    assert k < 40 and rows == (-(-40 // k) + k) * 5
+    assert backend.alpha_rows(p, 4) == (4, (10 + 4) * 5)
+
+
 def test_banded_batches_run_the_band_kernels():
     em = np.zeros((2, 6, 4))
     for graphs, layout in (([lattice.build("ctc", [1, 2]), lattice.build("hmm", [3])],

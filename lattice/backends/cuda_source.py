@@ -69,8 +69,8 @@ _BODIES = {
         + [("num_classes", "ci32*"), ("classes", "ci32*"), ("class_ptr", "ci32*"),
            ("class_states", "ci32*")]
         + _WEIGHTS
-        + [("alpha", "A*"), ("a_bs", "i64"), ("beta", "A*"), ("post", "A*"),
-           ("scores", "F*")]
+        + [("alpha", "A*"), ("a_bs", "i64"), ("checkpoint", "i64"), ("beta", "A*"),
+           ("post", "A*"), ("scores", "F*")]
         + _GRADIENTS + [("g_arc", "A*")] + _ARC_GRADIENTS, True),
     "viterbi": ("lt_viterbi<{F}>",
                 _EMISSIONS + _EXAMPLES + [("tokens", "ci32*")] + _WEIGHTS

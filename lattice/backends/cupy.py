@@ -25,9 +25,11 @@ Design:
   pass a ``GraphBatch`` to keep them there.
 * Per call, only lengths, the example-to-row indexes and weight overrides are
   copied to the device; the graphs' own weights are cached like the graphs.
-* Memory: forward-backward keeps every alpha row in float64 (8 T S bytes per
-  example) and Viterbi int32 backpointers (4 T S bytes); the ``checkpoint``
-  argument of the engine is accepted and not used here yet.
+* Memory: forward-backward keeps its alpha rows in float64, 8 T S bytes per
+  example, or, past the memory budget of :mod:`lattice.memory` (the tables of
+  the whole batch) or when ``checkpoint`` asks, a row every k frames and one block
+  recomputed at a time (the same bits). Viterbi keeps int32 backpointers, 4 T S
+  bytes per example, whatever ``checkpoint`` says.
 * The alignment distribution (:func:`lattice.sample`, :func:`lattice.kbest`,
   :func:`lattice.entropy`, :func:`lattice.token_posteriors`) has no GPU kernels
   yet: it runs on the CPU backend, the emissions copied to the host and the results
@@ -40,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import INT32_MAX
+from ..memory import resolve_checkpoint
 from . import GPU_INSTALL_HINT, get_backend
 from .base import Backend, Gradients, Paths
 from .cuda_source import cuda_source, entry_name, kernel_arguments
@@ -280,6 +283,29 @@ class CuPyBackend(Backend):
         states = p.batch.num_states.astype(np.int64)
         return max(int((p.lengths * states).max(initial=0)), 1)
 
+    def alpha_rows(self, p, checkpoint):
+        """(k, a_bs): the checkpoint interval of forward-backward (the longest
+        length: the full table) as :mod:`lattice.memory` resolves it for the
+        float64 tables of the whole batch, and one example's alpha workspace: a
+        checkpoint row per block of k frames and the rows of one block.
+
+        Examples
+        --------
+        >>> import numpy as np, lattice
+        >>> from lattice.backends.cupy import CuPyBackend
+        >>> from lattice.problem import make_problem
+        >>> _, p = make_problem(np.zeros((1, 100, 3)), lattice.build("ctc", [1]),
+        ...                     None, None, None, None)
+        >>> CuPyBackend().alpha_rows(p, None), CuPyBackend().alpha_rows(p, 10)
+        ((100, 303), (10, 60))
+        """
+        states = p.batch.num_states.astype(np.int64)
+        frames = int(p.lengths.max(initial=1))
+        k = resolve_checkpoint(checkpoint, frames, int((p.lengths * states).sum()) * 8)
+        k_b = np.minimum(k, np.maximum(p.lengths, 1))
+        rows = -(-np.maximum(p.lengths, 1) // k_b) + k_b
+        return int(k), max(int((rows * states).max(initial=0)), 1)
+
     def _launch(self, kernel, dtype, blocks, threads, values):
         if blocks == 0:
             return
@@ -320,7 +346,7 @@ class CuPyBackend(Backend):
         args, layout, dev = self._inputs(p)
         ls = dev.ls
         slots = args["w_rs"] if layout == "band" else dev.la  # weight slots per row
-        a_bs = self._table_rows(p)
+        k, a_bs = self.alpha_rows(p, checkpoint)
         g_arc = xp.zeros((size, max(arc_frames, 1), slots), dtype=np.float64)
         g_start = xp.zeros((size, ls), dtype=dtype)
         g_final = xp.zeros((size, ls), dtype=dtype)
@@ -330,6 +356,7 @@ class CuPyBackend(Backend):
             **args, "num_classes": a["num_classes"], "classes": a["classes"],
             "class_ptr": a["class_ptr"], "class_states": a["class_states"],
             "alpha": xp.empty((size, a_bs), dtype=np.float64), "a_bs": a_bs,
+            "checkpoint": k,
             "beta": xp.empty((size, 2 * ls), dtype=np.float64),
             "post": xp.empty((size, ls), dtype=np.float64), "scores": scores,
             "g_em": g_em, "g_bs": g_em.strides[0] // item, "g_ts": g_em.strides[1] // item,

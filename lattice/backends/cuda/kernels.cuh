@@ -218,6 +218,22 @@ __device__ void lt_forward(const Layout& layout, const F* em, lt_i64 e_bs, lt_i6
   if (threadIdx.x == 0) scores[b] = F(total);
 }
 
+// the alpha rows of frames t0 .. t1 - 1 of one block into blk (frame t at blk +
+// (t - t0) * S), from the row of frame t0 (row0, copied to the block's first row)
+template <class F, class A, class L>
+__device__ __forceinline__ void lt_alpha_block(const L& G, const F* E, lt_i64 e_ts,
+                                               const F* w, lt_i64 w_ts, lt_i64 t0,
+                                               lt_i64 t1, const A* row0, A* blk) {
+  const lt_i32 S = G.S;
+  for (lt_i32 s = threadIdx.x; s < S; s += blockDim.x) blk[s] = row0[s];
+  __syncthreads();
+  for (lt_i64 t = t0 + 1; t < t1; ++t) {
+    lt_alpha_row<F, A, true>(G, E + t * e_ts, w + t * w_ts, blk + (t - 1 - t0) * S,
+                             blk + (t - t0) * S, nullptr);
+    __syncthreads();
+  }
+}
+
 // the emission gradient of one frame: for each class u the graph uses, the sum of
 // the posteriors p of its states, in increasing state order (one thread per class)
 template <class F, class A>
@@ -241,7 +257,8 @@ __device__ void lt_forward_backward(
     const lt_i64* graph_index, const lt_i64* weight_index, lt_i32 ls,
     const lt_i32* num_classes, const lt_i32* classes, const lt_i32* class_ptr,
     const lt_i32* class_states, const F* weight, lt_i64 w_rs, lt_i64 w_ts,
-    const F* start, const F* final, A* alpha, lt_i64 a_bs, A* beta, A* post, F* scores,
+    const F* start, const F* final, A* alpha, lt_i64 a_bs, lt_i64 checkpoint, A* beta,
+    A* post, F* scores,
     F* g_em, lt_i64 g_bs, lt_i64 g_ts, A* g_arc, lt_i64 ga_bs, lt_i64 ga_ts, F* g_start,
     F* g_final) {
   const lt_i64 b = blockIdx.x;
@@ -257,15 +274,25 @@ __device__ void lt_forward_backward(
   const F* E = em + b * e_bs;
   const F* w = weight + r * w_rs;
   const F* fin = final + r * ls;
-  A* al = alpha + b * a_bs;  // frame t at al + t * S
-  lt_alpha_start<F, A>(G, E, start + r * ls, al);
-  __syncthreads();
-  for (lt_i64 t = 1; t < T; ++t) {
-    lt_alpha_row<F, A, true>(G, E + t * e_ts, w + t * w_ts, al + (t - 1) * S,
-                             al + t * S, nullptr);
+  // alpha: a checkpoint row per block of k frames (frame j k), then the rows of
+  // one block (frame t of block j at blk + (t - j k) * S); k >= T keeps them all
+  const lt_i64 k = checkpoint < T ? checkpoint : T;
+  const lt_i64 nb = (T + k - 1) / k;
+  A* cp = alpha + b * a_bs;
+  A* blk = cp + nb * S;
+  for (lt_i64 j = 0; j < nb; ++j) {  // the forward pass: every block in turn
+    if (j == 0) {
+      lt_alpha_start<F, A>(G, E, start + r * ls, cp);
+    } else {
+      const lt_i64 t = j * k;  // from the last row of the previous block
+      lt_alpha_row<F, A, true>(G, E + t * e_ts, w + t * w_ts, blk + (k - 1) * S,
+                               cp + j * S, nullptr);
+    }
     __syncthreads();
+    lt_alpha_block<F, A>(G, E, e_ts, w, w_ts, j * k, (j + 1) * k < T ? (j + 1) * k : T,
+                         cp + j * S, blk);
   }
-  const A logz = lt_total<A, true>(S, al + (T - 1) * S, fin, nullptr);
+  const A logz = lt_total<A, true>(S, blk + (T - 1 - (nb - 1) * k) * S, fin, nullptr);
   if (threadIdx.x == 0) scores[b] = F(logz);
   if (logz == lt_neg_inf(A(0))) return;  // no path: the gradients stay 0
 
@@ -279,7 +306,7 @@ __device__ void lt_forward_backward(
   F* gE = g_em + b * g_bs;
   A* gA = g_arc + b * ga_bs;
   for (lt_i32 s = threadIdx.x; s < S; s += blockDim.x) {
-    const A v = al[(T - 1) * S + s] + A(fin[s]);
+    const A v = blk[(T - 1 - (nb - 1) * k) * S + s] + A(fin[s]);
     b_next[s] = A(fin[s]);
     p[s] = lt_exp(v - logz);
     g_final[b * ls + s] = F(p[s]);
@@ -287,10 +314,14 @@ __device__ void lt_forward_backward(
   __syncthreads();
   lt_class_sums(U, ucls, cptr, cstates, p, gE + (T - 1) * g_ts);
   __syncthreads();
-  for (lt_i64 t = T - 1; t > 0; --t) {  // frame t -> frame t - 1
+  for (lt_i64 j = nb - 1; j >= 0; --j) {  // the backward pass, block by block
+  const lt_i64 t0 = j * k;
+  if (j < nb - 1)  // the block's rows again, from its checkpoint: the same bits
+    lt_alpha_block<F, A>(G, E, e_ts, w, w_ts, t0, t0 + k, cp + j * S, blk);
+  for (lt_i64 t = (t0 + k < T - 1 ? t0 + k : T - 1); t > t0; --t) {  // t -> t - 1
     const F* row = E + t * e_ts;
     const F* wt = w + t * w_ts;
-    const A* a_prev = al + (t - 1) * S;
+    const A* a_prev = blk + (t - 1 - t0) * S;
     for (lt_i32 s = threadIdx.x; s < S; s += blockDim.x) {
       auto term = [&](lt_i32 k) {
         lt_i32 to;
@@ -316,8 +347,9 @@ __device__ void lt_forward_backward(
     b_next = b_cur;
     b_cur = tmp;
   }
+  }
   for (lt_i32 s = threadIdx.x; s < S; s += blockDim.x)
-    g_start[b * ls + s] = F(lt_exp(al[s] + b_next[s] - logz));
+    g_start[b * ls + s] = F(lt_exp(cp[s] + b_next[s] - logz));
 }
 
 // the maximal runs of frames whose states share a token >= 0 (as _segments of
