@@ -1,7 +1,9 @@
 """torch autograd ops and losses on top of the lattice engine.
 
-The layer is thin: tensors in, zero-copy numpy views to the engine, tensors out.
-Nothing below this module and ``_torch_ops.py`` imports torch. Every op here says
+The layer is thin: tensors in, zero-copy views to the engine (numpy for CPU
+tensors, CuPy through DLPack for CUDA tensors, which run on the GPU backend),
+tensors out on the same device. Nothing below this module and ``_torch_ops.py``
+imports torch. Every op here says
 what is differentiable:
 
 ==========================  ====================================================
