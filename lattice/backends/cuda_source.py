@@ -23,7 +23,7 @@ import numpy as np
 from ..checks import INT32_MAX
 
 __all__ = ["DTYPES", "KERNELS", "LAYOUTS", "cuda_source", "entry_name",
-           "kernel_arguments", "template_name"]
+           "kernel_arguments"]
 
 # suffix -> (C type of the inputs and outputs F, C type of the log recursions A)
 DTYPES = {"f32": ("float", "double"), "f64": ("double", "double")}
@@ -84,17 +84,18 @@ _BODIES = {
                             + [("g_arc", "F*")] + _ARC_GRADIENTS, False),
 }  # fmt: skip
 
-# entry kernel name -> (template, layout macro or None, every parameter in order:
-# the template's, then the layout's)
+# entry kernel name -> (the call of its body, {F} and {A} standing for the C types:
+# the template, the layout macro, the template's parameters; every parameter of
+# the entry point in order: the template's, then the layout's)
 KERNELS = {}
 for _name, (_template, _params, _layered) in _BODIES.items():
-    if not _layered:
-        KERNELS[_name] = (_template, None, _params)
-        continue
-    for _layout, (_macro, _layout_params) in LAYOUTS.items():
-        _names = {n for n, _ in _params}
-        KERNELS[f"{_name}_{_layout}"] = (
-            _template, _macro, _params + [p for p in _layout_params if p[0] not in _names])
+    _names = [n for n, _ in _params]
+    _layouts = LAYOUTS.items() if _layered else [(None, (None, []))]
+    for _layout, (_macro, _layout_params) in _layouts:
+        _args = ", ".join(([_macro] if _macro else []) + _names)
+        KERNELS[f"{_name}_{_layout}" if _layout else _name] = (
+            f"{_template}({_args})",
+            _params + [p for p in _layout_params if p[0] not in _names])
 
 
 def entry_name(kernel, dtype):
@@ -124,29 +125,11 @@ def _c_type(kind, F, A):
 def _entry_points():
     lines = []
     for suffix, (F, A) in DTYPES.items():
-        for kernel, (template, macro, params) in KERNELS.items():
+        for kernel, (call, params) in KERNELS.items():
             decl = ", ".join(f"{_c_type(kind, F, A)} {name}" for name, kind in params)
-            body = _BODIES[template_name(kernel)][1]
-            args = ", ".join(([macro] if macro else []) + [name for name, _ in body])
-            call = template.format(F=F, A=A)
             lines.append(f'extern "C" __global__ void lt_{kernel}_{suffix}({decl}) '
-                         f"{{ {call}({args}); }}")
+                         f"{{ {call.format(F=F, A=A)}; }}")
     return "\n".join(lines)
-
-
-def template_name(kernel):
-    """The body a kernel instantiates: its name without the layout suffix.
-
-    Examples
-    --------
-    >>> from lattice.backends.cuda_source import template_name
-    >>> template_name("forward_log_band"), template_name("best_path_gradients")
-    ('forward_log', 'best_path_gradients')
-    """
-    for layout in LAYOUTS:
-        if kernel.endswith("_" + layout):
-            return kernel[: -len(layout) - 1]
-    return kernel
 
 
 def _header(name):
@@ -207,7 +190,7 @@ def kernel_arguments(kernel, dtype, values):
     >>> [(name, type(v).__name__) for name, _, v in args[:2]]
     [('B', 'int32'), ('lengths', 'ndarray')]
     """
-    _, _, params = KERNELS[kernel]
+    _, params = KERNELS[kernel]
     F, A = DTYPES[_SUFFIX[np.dtype(dtype)]]
     unknown = set(values) - {name for name, _ in params}
     if unknown:
