@@ -417,31 +417,31 @@ class CuPyBackend(Backend):
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
         g_em = xp.zeros((size, frames, classes), dtype=dtype)
-        g_arc, g_start, g_final = self._arc_start_final(p, dtype)
-        if size and frames:
-            rt = self.runtime
-            states, labels, arcs = (xp.ascontiguousarray(a) for a in paths[1:4])
-            item = dtype.itemsize
-            arc_width = max(p.batch.max_arcs, 1)
-            arc_buf = xp.zeros((size, frames if p.time_dependent else 1, arc_width),
-                               dtype=dtype)
-            ls = max(p.batch.max_states, 1)
-            start_buf = xp.zeros((size, ls), dtype=dtype)
-            final_buf = xp.zeros((size, ls), dtype=dtype)
-            threads = 128
-            self._launch("best_path_gradients", dtype, -(-size // threads), threads, {
-                "B": size, "lengths": rt.asarray(p.lengths, np.int64), "path": states,
-                "path_labels": labels, "path_arcs": arcs, "p_bs": frames, "ls": ls,
-                "g_em": g_em, "g_bs": g_em.strides[0] // item,
-                "g_ts": g_em.strides[1] // item, "g_arc": arc_buf,
-                "ga_bs": arc_buf.shape[1] * arc_width,
-                "ga_ts": arc_width if p.time_dependent else 0,
-                "g_start": start_buf, "g_final": final_buf,
-            })  # fmt: skip
-            arc = arc_buf[:, :, : p.batch.max_arcs]
-            g_arc = xp.ascontiguousarray(arc if p.time_dependent else arc[:, 0])
-            g_start = xp.ascontiguousarray(start_buf[:, : p.batch.max_states])
-            g_final = xp.ascontiguousarray(final_buf[:, : p.batch.max_states])
+        if not (size and frames):
+            return Gradients(paths.score, g_em, *self._arc_start_final(p, dtype))
+        rt = self.runtime
+        states, labels, arcs = (xp.ascontiguousarray(a) for a in paths[1:4])
+        item = dtype.itemsize
+        arc_width = max(p.batch.max_arcs, 1)
+        arc_buf = xp.zeros((size, frames if p.time_dependent else 1, arc_width),
+                           dtype=dtype)
+        ls = max(p.batch.max_states, 1)
+        start_buf = xp.zeros((size, ls), dtype=dtype)
+        final_buf = xp.zeros((size, ls), dtype=dtype)
+        threads = 128
+        self._launch("best_path_gradients", dtype, -(-size // threads), threads, {
+            "B": size, "lengths": rt.asarray(p.lengths, np.int64), "path": states,
+            "path_labels": labels, "path_arcs": arcs, "p_bs": frames, "ls": ls,
+            "g_em": g_em, "g_bs": g_em.strides[0] // item,
+            "g_ts": g_em.strides[1] // item, "g_arc": arc_buf,
+            "ga_bs": arc_buf.shape[1] * arc_width,
+            "ga_ts": arc_width if p.time_dependent else 0,
+            "g_start": start_buf, "g_final": final_buf,
+        })  # fmt: skip
+        arc = arc_buf[:, :, : p.batch.max_arcs]
+        g_arc = xp.ascontiguousarray(arc if p.time_dependent else arc[:, 0])
+        g_start = xp.ascontiguousarray(start_buf[:, : p.batch.max_states])
+        g_final = xp.ascontiguousarray(final_buf[:, : p.batch.max_states])
         return Gradients(paths.score, g_em, g_arc, g_start, g_final)
 
     # -- the alignment distribution: on the CPU, results back on the device --------

@@ -130,7 +130,6 @@ def _graph(topology, target, config):
 def _train(model, corpus, criterion, steps, config, rng, torch):
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     train = np.asarray(corpus.split("train"))
-    losses = []
     model.train()
     for _ in range(steps):
         x, il, tg, tl, seqs = _batch(corpus, rng.choice(train, config.batch_size,
@@ -140,8 +139,6 @@ def _train(model, corpus, criterion, steps, config, rng, torch):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
-        losses.append(float(loss.detach()))
-    return losses
 
 
 def _letters(ids):
