@@ -17,13 +17,35 @@ import time
 
 import numpy as np
 
-__all__ = ["SHAPES", "format_table", "gradient_errors", "run_bench"]
+__all__ = ["SHAPES", "ctc_problem", "format_table", "gradient_errors", "median_ms",
+           "run_bench"]
 
 # (B, T, C, S): batch, frames, classes, target length
 SHAPES = [(16, 200, 32, 40), (32, 500, 64, 100), (32, 1000, 64, 200), (8, 2000, 512, 400)]
 
 
-def _problem(shape, dtype, seed=0):
+def ctc_problem(shape, dtype, seed=0):
+    """The seeded batch every implementation is timed on: log-softmax scores of
+    standard normal logits and random targets (no blank), all of full length.
+
+    Parameters
+    ----------
+    shape : (B, T, C, S)
+    dtype : numpy dtype
+    seed : int
+
+    Returns
+    -------
+    log_probs : ndarray, shape (T, B, C)
+    targets : ndarray of int64, shape (B, S), ids in [1, C)
+
+    Examples
+    --------
+    >>> from lattice.bench import ctc_problem
+    >>> log_probs, targets = ctc_problem((2, 30, 5, 4), "float32")
+    >>> log_probs.shape, targets.shape, bool(targets.min() >= 1)
+    ((30, 2, 5), (2, 4), True)
+    """
     B, T, C, S = shape
     rng = np.random.default_rng(seed)
     logits = rng.standard_normal((T, B, C))
@@ -126,12 +148,26 @@ def gradient_errors(log_probs, targets):
     }
 
 
-def _median_ms(fn, repeat):
-    fn()  # warm up (and compile, for jax)
+def median_ms(fn, repeat, sync=None):
+    """The median milliseconds of ``repeat`` calls of ``fn`` after one warm-up (which
+    compiles jax's functions and CuPy's kernels); ``sync``, if given, is called
+    after each run, inside the timing (a device synchronisation).
+
+    Examples
+    --------
+    >>> from lattice.bench import median_ms
+    >>> median_ms(lambda: sum(range(1000)), 3) > 0
+    True
+    """
+    fn()
+    if sync is not None:
+        sync()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
+        if sync is not None:
+            sync()
         times.append(time.perf_counter() - start)
     return float(np.median(times)) * 1e3
 
@@ -206,7 +242,7 @@ def run_bench(shapes=SHAPES, dtypes=("float32",), threads=2, repeat=5, progress=
     try:
         for shape in shapes:
             for dtype in dtypes:
-                log_probs, targets = _problem(shape, dtype)
+                log_probs, targets = ctc_problem(shape, dtype)
                 runners = {}
                 for impl in impls:
                     if impl == "optax":
@@ -218,7 +254,7 @@ def run_bench(shapes=SHAPES, dtypes=("float32",), threads=2, repeat=5, progress=
                     for impl, fns in runners.items():
                         if progress is not None:
                             progress(f"{impl} {name} {shape} {dtype}")
-                        timings[impl] = _median_ms(fns[index], repeat)
+                        timings[impl] = median_ms(fns[index], repeat)
                     row = {"shape": shape, "dtype": dtype, "pass": name, "ms": timings}
                     if index == 1:
                         row["error"] = gradient_errors(log_probs, targets)

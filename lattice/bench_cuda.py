@@ -15,11 +15,9 @@ imported only when measuring.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from .bench import _problem
+from .bench import ctc_problem, median_ms
 
 __all__ = ["ALIGN_SHAPE", "GPU_SHAPES", "format_alignment", "run_alignment_bench",
            "run_cuda_bench"]
@@ -35,18 +33,6 @@ def _cuda_torch():
     if not torch.cuda.is_available():
         raise RuntimeError("lattice bench --device cuda: torch sees no CUDA device")
     return torch
-
-
-def _median_ms(fn, repeat, torch):
-    fn()  # warm up: compiles the kernels, fills the memory pools
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
 
 
 def run_cuda_bench(shapes=GPU_SHAPES, dtypes=("float32",), repeat=5, progress=None):
@@ -87,7 +73,7 @@ def run_cuda_bench(shapes=GPU_SHAPES, dtypes=("float32",), repeat=5, progress=No
     rows = []
     for shape in shapes:
         for dtype in dtypes:
-            log_probs, targets = _problem(shape, dtype)
+            log_probs, targets = ctc_problem(shape, dtype)
             T, B, _ = log_probs.shape
             x = torch.from_numpy(log_probs).cuda()
             args = (torch.from_numpy(targets).cuda(), torch.full((B,), T).cuda(),
@@ -108,7 +94,7 @@ def run_cuda_bench(shapes=GPU_SHAPES, dtypes=("float32",), repeat=5, progress=No
                 for index, fn in enumerate((forward, forward_backward)):
                     if progress is not None:
                         progress(f"{impl} {shape} {dtype}")
-                    timings[index][impl] = _median_ms(fn, repeat, torch)
+                    timings[index][impl] = median_ms(fn, repeat, torch.cuda.synchronize)
                 grads[impl] = lp.grad.double()
             reference = x.double().requires_grad_()
             torch.nn.functional.ctc_loss(reference, *args, reduction="sum").backward()
@@ -153,7 +139,7 @@ def run_alignment_bench(shape=ALIGN_SHAPE, repeat=3):
     import lattice
     from lattice.torch import viterbi_align
 
-    log_probs, targets = _problem(shape, "float32")
+    log_probs, targets = ctc_problem(shape, "float32")
     em = torch.from_numpy(np.ascontiguousarray(log_probs.transpose(1, 0, 2))).cuda()
     tg = torch.from_numpy(targets).to(torch.int32).cuda()
     graphs = lattice.build_batch("ctc", list(targets))
@@ -165,8 +151,8 @@ def run_alignment_bench(shape=ALIGN_SHAPE, repeat=3):
         return torch.cat([taf.forced_align(em[b : b + 1], tg[b : b + 1], blank=0)[0]
                           for b in range(em.shape[0])])
 
-    ms = {"lattice": _median_ms(ours, repeat, torch),
-          "torchaudio": _median_ms(theirs, repeat, torch)}
+    ms = {"lattice": median_ms(ours, repeat, torch.cuda.synchronize),
+          "torchaudio": median_ms(theirs, repeat, torch.cuda.synchronize)}
     agreement = float((ours() == theirs().to(torch.int64)).double().mean())
     return {"shape": shape, "ms": ms, "agreement": agreement}
 

@@ -26,7 +26,7 @@ def test_run_bench_measures_every_pass_and_implementation():
 def test_gradient_errors_against_float64():
     """lattice's float32 gradient is exact to float32 rounding; torch's float32 one
     is not on a long input; in float64 both are the reference's (torch's exactly)."""
-    log_probs, targets = bench._problem((1, 3000, 16, 300), "float32")
+    log_probs, targets = bench.ctc_problem((1, 3000, 16, 300), "float32")
     err = bench.gradient_errors(log_probs, targets)
     assert err["lattice"] < 1e-6 < err["torch"]
     err = bench.gradient_errors(log_probs.astype("float64"), targets)
