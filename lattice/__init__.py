@@ -38,6 +38,7 @@ from .distribution import (
     token_posteriors,
 )
 from .engine import Alignment, ForwardBackward, forward, forward_backward, viterbi
+from .fused import CTCForwardBackward, ctc_forward_backward, ctc_score
 from .graph import Graph, GraphBuilder
 from .memory import get_memory_budget, memory_budget, set_memory_budget
 from .registry import UnknownGraphError, available_graphs, build, build_batch, register
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Alignment",
+    "CTCForwardBackward",
     "EntropyGradients",
     "ForwardBackward",
     "Graph",
@@ -63,6 +65,8 @@ __all__ = [
     "build",
     "build_batch",
     "compose",
+    "ctc_forward_backward",
+    "ctc_score",
     "decode",
     "entropy",
     "forward",

@@ -38,7 +38,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from . import distribution, engine
+from . import distribution, engine, fused
 from .backends import GPU_INSTALL_HINT
 from ._torch_errors import torch_errors
 from .batch import GraphBatch, batch
@@ -108,6 +108,19 @@ def from_engine(array):
     if isinstance(array, np.ndarray):
         return torch.from_numpy(array)
     return torch.from_dlpack(array)
+
+
+def _emission_grad(array, emissions):
+    """The emission gradient (an engine result) as a tensor laid out as
+    ``torch.empty_like(emissions)``, which is what the fake ops promise
+    torch.compile: the engine's gradients follow the emissions' memory order, so
+    this is a view, but for layouts numpy and torch order differently (size-1
+    axes, a strided class axis), which are copied."""
+    grad = from_engine(array)
+    like = torch.empty_like(emissions, dtype=grad.dtype)
+    if like.stride() == grad.stride():
+        return grad
+    return like.copy_(grad)
 
 
 def _xp(array):
@@ -382,8 +395,8 @@ def _graph_inputs(emissions, frame_weights, arc_weights, start_weights, final_we
     return em, em_in, w, gb, lengths, overrides
 
 
-def _graph_outputs(score, grads, em, w, frame_weights, arc_weights, start_weights,
-                   final_weights):
+def _graph_outputs(score, grads, emissions, em, w, frame_weights, arc_weights,
+                   start_weights, final_weights):
     """The op's outputs: the scores and the gradients of the inputs given, with the
     chain rule through the frame weights."""
     if grads is None:
@@ -397,7 +410,7 @@ def _graph_outputs(score, grads, em, w, frame_weights, arc_weights, start_weight
         g_w = xp.einsum("btc,btc->bt", g_em, xp.where(xp.isneginf(em), 0, em))
         g_em = g_em * w[..., None]
     inputs = (frame_weights, arc_weights, start_weights, final_weights)
-    return from_engine(score), [from_engine(g_em)] + [
+    return from_engine(score), [_emission_grad(g_em, emissions)] + [
         from_engine(g) for t, g in zip(inputs, (g_w, g_arc, g_start, g_final))
         if t is not None
     ]
@@ -411,7 +424,7 @@ def _graph_score(emissions, frame_weights, arc_weights, start_weights, final_wei
                                                          shared, lengths)
     score, grads = _score(em_in, gb, lengths, semiring, needs_grad, overrides, nan,
                           checkpoint=_checkpoint(checkpoint))
-    return _graph_outputs(score, grads, em, w, *weights)
+    return _graph_outputs(score, grads, emissions, em, w, *weights)
 
 
 @torch_errors
@@ -422,7 +435,7 @@ def _graph_entropy(emissions, frame_weights, arc_weights, start_weights, final_w
                                                          shared, lengths)
     score, grads = _score(em_in, gb, lengths, "log", needs_grad, overrides, nan,
                           run=_run_entropy)
-    return _graph_outputs(score, grads, em, w, *weights)
+    return _graph_outputs(score, grads, emissions, em, w, *weights)
 
 
 def _fake_outputs(emissions, differentiable):
@@ -430,7 +443,8 @@ def _fake_outputs(emissions, differentiable):
     ``differentiable`` inputs, in the dtype the engine computes in."""
     dtype = compute_dtype(emissions.dtype)
     return (emissions.new_empty(emissions.shape[0], dtype=dtype),
-            [emissions.new_empty(t.shape, dtype=dtype) for t in differentiable])
+            [torch.empty_like(t, dtype=dtype) if t is emissions
+             else emissions.new_empty(t.shape, dtype=dtype) for t in differentiable])
 
 
 def _fake_graph_score(emissions, frame_weights, arc_weights, start_weights, final_weights,
@@ -515,12 +529,51 @@ def _sequence_score(emissions, targets, input_lengths, target_lengths, builder, 
     empty = (input_lengths == 0) & (target_lengths == 0)
     if empty.any():
         score[_xp(score).asarray(empty)] = 0
-    return from_engine(score), [] if grads is None else [from_engine(grads[0])]
+    return from_engine(score), [] if grads is None else [_emission_grad(grads[0],
+                                                                       emissions)]
+
+
+def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
+                     needs_grad, checkpoint):
+    """The results of :func:`_ctc_score` from the fused CTC kernels (lattice.fused),
+    or None where the graph path must run instead: a backend without them, a bad
+    input (the graph path's checks then say what is wrong, in this layer's
+    words), or a NaN or +inf score (the graph path handles ``nan``)."""
+    if emissions.is_cuda:  # the GPU backend has no fused kernels
+        return None
+    em = to_engine(emissions, compute_dtype(emissions.dtype))
+    if em.size == 0:
+        return None
+    try:
+        backend, p = fused.ctc_problem(em, to_numpy(targets), _integers(input_lengths),
+                                       _integers(target_lengths), blank)
+    except (TypeError, ValueError):
+        return None
+    if p is None or not backend.fused_ctc:
+        return None
+    if needs_grad:
+        score, grad = backend.ctc_forward_backward(
+            p, _checkpoint(checkpoint), lambda rows: fused.ctc_graphs(p, rows)
+        )
+    else:
+        score, grad = backend.ctc_forward(p), None
+    total = float(score.sum())
+    if np.isnan(total) or total == np.inf:
+        return None
+    # an empty input explains an empty target with probability 1 (as in torch)
+    empty = (p.lengths == 0) & (p.target_lengths == 0)
+    if empty.any():
+        score[empty] = 0
+    return from_engine(score), [] if grad is None else [_emission_grad(grad, emissions)]
 
 
 @torch_errors
 def _ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan,
                checkpoint=-1):
+    result = _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
+                              needs_grad, checkpoint)
+    if result is not None:
+        return result
     return _sequence_score(emissions, targets, input_lengths, target_lengths, "ctc",
                            {"blank": blank}, "log", needs_grad, nan, checkpoint)
 

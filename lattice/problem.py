@@ -18,7 +18,7 @@ from .checks import lengths as check_lengths
 from .checks import log_weights as check_log_weights
 from .graph import Graph
 
-__all__ = ["emissions_backend", "make_problem", "raise_if_nan"]
+__all__ = ["emissions_backend", "make_problem", "raise_if_nan", "to_host"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # array types lattice knows but whose backend is elsewhere
@@ -140,7 +140,7 @@ def make_problem(emissions, graphs, lengths, arc_weights, start_weights, final_w
             f"graph {b} uses label {int(gb.labels[b].max())}, but emissions have only "
             f"{classes} classes (labels must be < emissions.shape[2])"
         )
-    lengths = check_lengths("lengths", _host(backend, lengths), size, frames)
+    lengths = check_lengths("lengths", to_host(backend, lengths), size, frames)
     dtype = emissions.dtype
     overrides = (arc_weights, start_weights, final_weights)
     if all(value is None for value in overrides):
@@ -148,7 +148,7 @@ def make_problem(emissions, graphs, lengths, arc_weights, start_weights, final_w
         weight, start, final = gb.distinct.weights_as(dtype)
         return backend, Problem(emissions, gb, lengths, weight, False, False, start,
                                 final, gb.graph_index)
-    arc_weights, start_weights, final_weights = (_host(backend, v) for v in overrides)
+    arc_weights, start_weights, final_weights = (to_host(backend, v) for v in overrides)
     weight, start, final = gb.weights_as(dtype)  # one row per example
     time_dependent = False
     if arc_weights is not None:
@@ -165,9 +165,17 @@ def make_problem(emissions, graphs, lengths, arc_weights, start_weights, final_w
                             np.arange(size, dtype=np.int64))
 
 
-def _host(backend, value):
-    """``value`` on the host: device arrays of ``backend`` (lengths, weights) are
-    copied, anything else is left to the checks."""
+def to_host(backend, value):
+    """``value`` on the host: device arrays of ``backend`` (lengths, weights,
+    targets) are copied, anything else is left to the checks.
+
+    Examples
+    --------
+    >>> import numpy as np, lattice
+    >>> from lattice.problem import to_host
+    >>> to_host(lattice.backends.get_backend("cpu"), [3, 4])   # left as it is
+    [3, 4]
+    """
     if value is None or type(value) is np.ndarray:
         return value
     if backend_for(value) is backend and backend.xp is not np:

@@ -362,12 +362,18 @@ def test_checkpointed_equals_full(checkpoint, monkeypatch):
     passes, with the same bits as the full tables."""
     asked = []
     real = lattice.engine.forward_backward
+    real_ctc = lattice.backends.cpu.CPUBackend.ctc_forward_backward
 
     def spy(*args, **kwargs):
         asked.append(kwargs.get("checkpoint"))
         return real(*args, **kwargs)
 
+    def spy_ctc(self, problem, checkpoint=None, graphs=None):  # the fused CTC term
+        asked.append(checkpoint)
+        return real_ctc(self, problem, checkpoint, graphs)
+
     monkeypatch.setattr(lattice._torch_ops.engine, "forward_backward", spy)
+    monkeypatch.setattr(lattice.backends.cpu.CPUBackend, "ctc_forward_backward", spy_ctc)
     g = torch.Generator().manual_seed(8)
     lp = torch.randn(30, 3, C, generator=g, dtype=torch.float64).log_softmax(-1)
     tg, il, tl = padded([[1, 2, 3], [3, 3], [2, 1]]), torch.tensor([30, 24, 9]), (3, 2, 2)

@@ -18,10 +18,12 @@ import threading
 
 import numpy as np
 
-from .base import Backend, Gradients, KBestPaths, Paths, Posteriors, Problem, Samples
+from .base import (Backend, CTCProblem, Gradients, KBestPaths, Paths, Posteriors,
+                   Problem, Samples)
 
 __all__ = [
     "Backend",
+    "CTCProblem",
     "Gradients",
     "KBestPaths",
     "Paths",

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Backend", "Gradients", "KBestPaths", "Paths", "Posteriors", "Problem",
-           "Samples"]
+__all__ = ["Backend", "CTCProblem", "Gradients", "KBestPaths", "Paths", "Posteriors",
+           "Problem", "Samples"]
 
 
 class Problem(NamedTuple):
@@ -62,6 +62,39 @@ class Problem(NamedTuple):
     start: np.ndarray
     final: np.ndarray
     weight_index: np.ndarray
+
+
+class CTCProblem(NamedTuple):
+    """Validated inputs of one CTC call without a graph batch
+    (:func:`lattice.ctc_score`, :func:`lattice.ctc_forward_backward`), for a backend
+    with fused CTC kernels (:attr:`Backend.fused_ctc`).
+
+    Attributes
+    ----------
+    emissions : array, shape (B, T, C)
+        As :attr:`Problem.emissions`.
+    targets : ndarray of int64, shape (N,)
+        Every example's target, one after the other (at least one value: a padding
+        id when all are empty); ids in ``[0, C)``, none equal to ``blank``.
+    offsets, target_lengths : ndarray of int64, shape (B,)
+        Example ``b``'s target is ``targets[offsets[b] : offsets[b] +
+        target_lengths[b]]``; its CTC graph has ``2 target_lengths[b] + 1`` states.
+    lengths : ndarray of int64, shape (B,)
+        Valid frames per example, in ``[0, T]``.
+    blank : int
+        The blank's class, in ``[0, C)``.
+    band : int
+        3 if some target has two different symbols in a row (its graph has a skip
+        arc), else 2: the band width of ``lattice.build_batch("ctc", ...)``.
+    """
+
+    emissions: np.ndarray
+    targets: np.ndarray
+    offsets: np.ndarray
+    target_lengths: np.ndarray
+    lengths: np.ndarray
+    blank: int
+    band: int
 
 
 class Gradients(NamedTuple):
@@ -153,6 +186,10 @@ class Backend:
 
     name = "abstract"
     xp = np
+    #: Whether :meth:`ctc_forward` and :meth:`ctc_forward_backward` are implemented;
+    #: without them the CTC front ends build the graph batch and call
+    #: :meth:`forward` / :meth:`forward_backward`.
+    fused_ctc = False
 
     def forward(self, problem: Problem, semiring: str) -> np.ndarray:
         """The (B,) total scores under ``semiring`` (``"log"`` or ``"max"``)."""
@@ -173,11 +210,47 @@ class Backend:
         (``checkpoint`` as in :meth:`forward_backward`)."""
         raise NotImplementedError
 
+    def ctc_forward(self, problem: CTCProblem) -> np.ndarray:
+        """The (B,) CTC log-likelihoods, the same numbers as :meth:`forward` under
+        ``"log"`` of the targets' CTC graphs (only if :attr:`fused_ctc`)."""
+        raise NotImplementedError(self._missing("fused CTC kernels"))
+
+    def ctc_forward_backward(self, problem: CTCProblem, checkpoint=None,
+                             graphs=None):
+        """The (B,) CTC log-likelihoods and their (B, T, C) emission gradients, the
+        numbers :meth:`forward_backward` gives for the targets' CTC graphs (only if
+        :attr:`fused_ctc`). ``graphs(rows)`` returns the CTC graphs of examples
+        ``rows`` as a GraphBatch, for a backend that recomputes some examples on
+        the graph path."""
+        raise NotImplementedError(self._missing("fused CTC kernels"))
+
     def to_numpy(self, array) -> np.ndarray:
         """``array`` (of this backend's array type) as a numpy array on the host:
         how the engine reads lengths and weights given as device arrays, and
         describes a NaN score."""
         return np.asarray(array)
+
+    def zeros_like_emissions(self, emissions):
+        """Zeros of the emissions' shape and dtype, in their memory order, to hold an
+        emission gradient. The (B, T, C) view of a time-major (T, B, C) input (torch's
+        layout) gets the same view of a (T, B, C) array, so the caller's transpose
+        back is contiguous and torch does not copy the gradient once more. Every
+        kernel takes any batch and frame strides; the class stride stays unit.
+
+        Examples
+        --------
+        >>> import numpy as np, lattice
+        >>> cpu = lattice.backends.get_backend("cpu")
+        >>> time_major = np.zeros((5, 2, 3)).transpose(1, 0, 2)   # (B, T, C) view
+        >>> g = cpu.zeros_like_emissions(time_major)
+        >>> g.shape, g.transpose(1, 0, 2).flags.c_contiguous
+        ((2, 5, 3), True)
+        """
+        xp = self.xp
+        grad = xp.zeros_like(emissions, order="K")
+        if grad.ndim == 3 and grad.shape[2] > 1 and grad.strides[2] != grad.itemsize:
+            grad = xp.zeros(emissions.shape, dtype=emissions.dtype)
+        return grad
 
     def sample(self, problem: Problem, num_samples: int, key: int) -> Samples:
         """``num_samples`` paths per example, each drawn with probability

@@ -55,6 +55,13 @@ def _full_alpha_rows(S, A, K, table):
     }
 
 
+def _ctc_graph_rows(kind, S):
+    """The per-thread rows of one CTC graph of S states (_ctc.pxi.tp): the band table,
+    start and final weights in ``kind``, and the labels."""
+    return {"graph": (kind, (MAX_BAND + 2) * S + MAX_BAND - 1),
+            "graph_labels": ("int32", S)}
+
+
 def _blocks(T, k):
     """ceil(T / k) for an array of lengths T."""
     return -(-T // k)
@@ -101,6 +108,17 @@ WORKSPACES = {
         "frames": ("double", 2 * T),
         "work": ("double", 2 * (MAX_BAND * S + MAX_BAND) + 8 * S + 5 * BAND_PAD),
         "iwork": ("int32", 7 * S + 1 + C),
+    },
+    # CTC straight from the targets (_ctc.pxi.tp): the banded kernels' rows, and one
+    # CTC graph per thread (its band table, start and final weights; its labels)
+    "ctc_forward_banded": lambda S, A, K, table: {
+        **WORKSPACES["forward_banded"](S, A, K, table),
+        **_ctc_graph_rows("float", S),
+    },
+    "ctc_forward_backward_prob": lambda S, A, K, table, **sizes: {
+        **WORKSPACES["forward_backward_prob"](S, A, K, table, **sizes),
+        **_ctc_graph_rows("double", S),
+        "graph_grad": ("float", (MAX_BAND + 2) * S + MAX_BAND - 1),  # a sink
     },
     "forward_backward": lambda S, A, K, table, checkpoint=INT32_MAX: {
         "alpha": ("float", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
@@ -180,14 +198,14 @@ def _every_frame(array, frames, writeable=True):
     )
 
 
-def _zero_gradients(problem):
+def _zero_gradients(backend, problem):
     """Zero gradients of every input, as the kernels add to them: (emissions, arc
     weights as returned, arc weights as the general kernels index them [b, t, a],
     start, final)."""
     size, frames, classes = problem.emissions.shape
     dtype = problem.emissions.dtype
     gb = problem.batch
-    emissions = np.zeros((size, frames, classes), dtype=dtype)
+    emissions = backend.zeros_like_emissions(problem.emissions)
     start = np.zeros((size, gb.max_states), dtype=dtype)
     final = np.zeros((size, gb.max_states), dtype=dtype)
     if problem.time_dependent:
@@ -207,61 +225,83 @@ def _zero_strides(size, width, dtype, ndim=2):
 
 
 class _Run:
-    """One kernel call's scheduling: thread count, example order, workspaces."""
+    """One kernel call's scheduling: thread count, example order, workspaces.
 
-    def __init__(self, problem, serial_work):
-        gb = problem.batch
-        size = len(gb)
-        work = problem.lengths * (gb.num_states.astype(np.int64) + gb.num_arcs)
+    ``sizes`` describes the batch the kernel runs on: the valid frames, the states
+    and the arcs of every example (arrays of B) and the largest numbers of states
+    and arcs (:meth:`of` reads them from a problem's graph batch)."""
+
+    def __init__(self, lengths, num_states, num_arcs, max_states, max_arcs, dtype,
+                 serial_work):
+        states = num_states.astype(np.int64)
+        work = lengths * (states + num_arcs)
         # longest work first, so that the dynamic schedule ends evenly
         self.order = np.argsort(-work, kind="stable").astype(np.int64)
-        threads = max(1, min(get_num_threads(), size))
+        threads = max(1, min(get_num_threads(), len(lengths)))
         if work.sum() < serial_work:
             # waking a thread team costs more than it saves on tiny batches, and idle
             # OpenMP workers spinning on an oversubscribed machine slow everyone down
             threads = 1
         self.num_threads = check_team(threads)
-        self.problem = problem
+        self._lengths, self._states, self._dtype = lengths, states, dtype
+        self._max = (max_states, max_arcs)
+        self._longest = int(lengths.max(initial=1))
+        self._cache = {}
+
+    @classmethod
+    def of(cls, problem, serial_work):
+        """The scheduling of ``problem``'s batch."""
+        gb = problem.batch
+        return cls(problem.lengths, gb.num_states, gb.num_arcs, gb.max_states,
+                   gb.max_arcs, problem.emissions.dtype, serial_work)
 
     def _rows(self, kernel, cap, extra):
-        p = self.problem
-        gb = p.batch
-        states = gb.num_states.astype(np.int64)
+        """WORKSPACES[kernel] of this batch, computed once per kernel and sizes."""
+        if extra.get("checkpoint", -1) >= self._longest:
+            # an interval past the longest input keeps every row: the workspace of
+            # no checkpoints, which checkpoint() has already sized
+            extra = {**extra, "checkpoint": INT32_MAX}
+        key = (kernel, cap, tuple(sorted(extra.items())))
+        rows = self._cache.get(key)
+        if rows is None:
+            lengths, states = self._lengths, self._states
 
-        def table(pad, rows=None):
-            frames = p.lengths if rows is None else rows(p.lengths)
-            return int((frames * (states + pad)).max(initial=0))
+            def table(pad, rows=None):
+                frames = lengths if rows is None else rows(lengths)
+                return int((frames * (states + pad)).max(initial=0))
 
-        return WORKSPACES[kernel](gb.max_states, gb.max_arcs, cap, table, **extra)
+            rows = self._cache[key] = WORKSPACES[kernel](*self._max, cap, table, **extra)
+        return rows
 
     def _dtypes(self, bp_dtype):
-        return {"float": self.problem.emissions.dtype, "double": np.float64,
+        return {"float": self._dtype, "double": np.float64,
                 "int32": np.int32, "uint8": np.uint8, "bp": bp_dtype}  # fmt: skip
 
-    def checkpoint(self, kernel, checkpoint, cap=0, bp_dtype=np.uint8, ratio=1.0):
+    def checkpoint(self, kernel, checkpoint, cap=0, bp_dtype=np.uint8, ratio=1.0,
+                   **extra):
         """The checkpoint interval of ``kernel`` (lattice.memory.resolve_checkpoint):
         the longest length when its full tables ("table" rows, all threads) fit the
         memory budget or ``checkpoint`` is False. ``ratio`` is the size of a
-        checkpoint row over that of a block row."""
+        checkpoint row over that of a block row; ``extra`` the sizes
+        :meth:`workspaces` will be given besides the interval (so that, with no
+        checkpoints, the rows are computed once)."""
         dtypes = self._dtypes(bp_dtype)
+        rows = self._rows(kernel, cap, {**extra, "checkpoint": INT32_MAX})
         full = sum(size * np.dtype(dtypes[kind]).itemsize
-                   for kind, size, *table in self._rows(kernel, cap, {}).values()
-                   if table) * self.num_threads
-        frames = int(self.problem.lengths.max(initial=1))
-        return resolve_checkpoint(checkpoint, frames, full, ratio)
+                   for kind, size, *table in rows.values() if table) * self.num_threads
+        return resolve_checkpoint(checkpoint, self._longest, full, ratio)
 
     def workspaces(self, kernel, cap=0, bp_dtype=np.uint8, **extra):
         """The workspaces of ``kernel`` (WORKSPACES, given ``extra`` sizes), one row
         per thread; a row the kernels index with C ints that int32 cannot index is
         refused first."""
-        gb = self.problem.batch
         dtypes = self._dtypes(bp_dtype)
         rows = self._rows(kernel, cap, extra)
         size = _oversized(rows)
         if size is not None:
             raise ValueError(
                 f"these graphs are too large for the kernels: the largest has "
-                f"{gb.max_states} states and {gb.max_arcs} arcs, and a workspace "
+                f"{self._max[0]} states and {self._max[1]} arcs, and a workspace "
                 f"of {size} values would have to be indexed with int32 (at most "
                 f"{INT32_MAX}); split the graphs"
             )
@@ -440,7 +480,7 @@ class CPUBackend(Backend):
             return scores
         gb = p.batch
         d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
-        run = _Run(p, self._settings["serial_work"])
+        run = _Run.of(p, self._settings["serial_work"])
         band_weight = self._band_weight(p)
         if band_weight is not None:
             w = run.workspaces("forward_banded")
@@ -478,14 +518,14 @@ class CPUBackend(Backend):
         gb = p.batch
         d = gb.distinct
         scores = np.empty(size, dtype=dtype)
-        grad_emissions, arc_grad, _, grad_start, grad_final = _zero_gradients(p)
-        run = _Run(p, self._settings["serial_work"])
+        grad_emissions, arc_grad, _, grad_start, grad_final = _zero_gradients(self, p)
+        run = _Run.of(p, self._settings["serial_work"])
         band_weight = self._band_weight(p, np.float64)
         start = np.asarray(p.start, dtype=np.float64)
         final = np.asarray(p.final, dtype=np.float64)
-        k = run.checkpoint("forward_backward_prob", checkpoint)
-        w = run.workspaces("forward_backward_prob", checkpoint=k,
-                           T=int(p.lengths.max(initial=1)), C=classes)
+        sizes = {"T": int(p.lengths.max(initial=1)), "C": classes}
+        k = run.checkpoint("forward_backward_prob", checkpoint, **sizes)
+        w = run.workspaces("forward_backward_prob", checkpoint=k, **sizes)
         grad_band = np.zeros((size, band_weight.shape[1]), dtype=dtype)
         status = np.zeros(size, dtype=np.int8)
         self.kernel(f"forward_backward_prob_{_DTYPE_NAME[dtype]}")(
@@ -532,6 +572,82 @@ class CPUBackend(Backend):
             full[rows] = 0
             full[rows, : part.shape[1]] = part
 
+    # -- CTC without a graph batch (_ctc.pxi.tp) ------------------------------------
+
+    fused_ctc = True
+
+    def _ctc_run(self, p):
+        """The scheduling of a CTC problem: 2 K + 1 states and at most 5 K arcs."""
+        states = (2 * p.target_lengths + 1).astype(np.int32)
+        s_max = int(states.max(initial=1))
+        return _Run(p.lengths, states, 2 * states, s_max, 3 * s_max, p.emissions.dtype,
+                    self._settings["serial_work"])
+
+    @staticmethod
+    def _ctc_graph_problem(p, gb, dtype, rows=None):
+        """The graph-path :class:`Problem` of examples ``rows`` (default all) of a
+        CTC problem, whose CTC graphs are ``gb``, with the emissions in ``dtype``."""
+        emissions = p.emissions if rows is None else p.emissions[rows]
+        lengths = p.lengths if rows is None else p.lengths[rows]
+        weight, start, final = gb.distinct.weights_as(dtype)
+        return Problem(np.asarray(emissions, dtype=dtype), gb, lengths, weight, False,
+                       False, start, final, gb.graph_index)
+
+    def ctc_forward(self, problem):
+        p = problem
+        size = p.emissions.shape[0]
+        dtype = p.emissions.dtype
+        scores = np.empty(size, dtype=dtype)
+        if size == 0:
+            return scores
+        run = self._ctc_run(p)
+        w = run.workspaces("ctc_forward_banded")
+        self.kernel(f"ctc_forward_banded_log_{_DTYPE_NAME[dtype]}")(
+            p.emissions, p.lengths, run.order, p.targets, p.offsets, p.target_lengths,
+            p.blank, p.band, w["graph"], w["graph_labels"], w["scratch"],
+            w["bp_scratch"], scores, run.num_threads,
+        )  # fmt: skip
+        return scores
+
+    def ctc_forward_backward(self, problem, checkpoint=None, graphs=None):
+        """As :meth:`Backend.ctc_forward_backward`: in probability space; the
+        examples its check refuses are recomputed with the float64 log-space kernel
+        on ``graphs(rows)``, as :meth:`forward_backward` does. With the banded or
+        probability-space kernels switched off (:meth:`options`), the whole batch
+        runs on the graph path."""
+        p = problem
+        size, frames, classes = p.emissions.shape
+        dtype = p.emissions.dtype
+        if not (self._settings["banded"] and self._settings["probability_space"]):
+            gb = graphs(np.arange(size))
+            result = self.forward_backward(self._ctc_graph_problem(p, gb, dtype),
+                                           "log", checkpoint)
+            return result.score, result.emission_grad
+        scores = np.empty(size, dtype=dtype)
+        grad = self.zeros_like_emissions(p.emissions)
+        if size == 0:
+            return scores, grad
+        run = self._ctc_run(p)
+        sizes = {"T": int(p.lengths.max(initial=1)), "C": classes}
+        k = run.checkpoint("ctc_forward_backward_prob", checkpoint, **sizes)
+        w = run.workspaces("ctc_forward_backward_prob", checkpoint=k, **sizes)
+        status = np.zeros(size, dtype=np.int8)
+        self.kernel(f"ctc_forward_backward_prob_{_DTYPE_NAME[dtype]}")(
+            p.emissions, p.lengths, run.order, p.targets, p.offsets, p.target_lengths,
+            p.blank, p.band, w["graph"], w["graph_labels"], w["graph_grad"],
+            w["alpha"], k, w["emission_table"], w["frames"], w["work"], w["iwork"],
+            grad, scores, status, run.num_threads,
+        )  # fmt: skip
+        refused = np.flatnonzero(status)
+        if refused.size:
+            exact = self._forward_backward_log(
+                self._ctc_graph_problem(p, graphs(refused), np.float64, refused),
+                checkpoint,
+            )
+            scores[refused] = exact.score
+            grad[refused] = exact.emission_grad
+        return scores, grad
+
     def _forward_backward_log(self, problem, checkpoint):
         p = problem
         size, frames, classes = p.emissions.shape
@@ -539,9 +655,9 @@ class CPUBackend(Backend):
         gb = p.batch
         d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
         scores = np.empty(size, dtype=dtype)
-        grad_emissions, arc_grad, grad_weight, grad_start, grad_final = _zero_gradients(p)
+        grad_emissions, arc_grad, grad_weight, grad_start, grad_final = _zero_gradients(self, p)
         if size:
-            run = _Run(p, self._settings["serial_work"])
+            run = _Run.of(p, self._settings["serial_work"])
             band_weight = self._band_weight(p)
             if band_weight is not None:
                 k = run.checkpoint("forward_backward_banded", checkpoint)
@@ -583,7 +699,7 @@ class CPUBackend(Backend):
         seg = np.full((3, size, max(frames, 1)), -1, dtype=np.int32)
         num_segments = np.zeros(size, dtype=np.int32)
         if size and frames:
-            run = _Run(p, self._settings["serial_work"])
+            run = _Run.of(p, self._settings["serial_work"])
             band_weight = self._band_weight(p)
             if band_weight is not None:
                 k = run.checkpoint("viterbi_banded", checkpoint,
@@ -617,15 +733,14 @@ class CPUBackend(Backend):
         return Paths(scores, states, labels, arcs, seg[0, :, :k].copy(),
                      seg[1, :, :k].copy(), seg[2, :, :k].copy(), num_segments)
 
-    @staticmethod
-    def _best_path_gradients(problem, paths):
+    def _best_path_gradients(self, problem, paths):
         """The gradients of the best score: 1 on each (frame, class), arc, start and
         final state of the best path (a sub-gradient where paths tie), 0 for
         examples with no path."""
         gb = problem.batch
         size, frames, classes = problem.emissions.shape
         dtype = problem.emissions.dtype
-        g_em = np.zeros((size, frames, classes), dtype=dtype)
+        g_em = self.zeros_like_emissions(problem.emissions)
         arc_shape = (size, frames, gb.max_arcs) if problem.time_dependent else (
             size, gb.max_arcs)
         g_arc = np.zeros(arc_shape, dtype=dtype)
@@ -666,7 +781,7 @@ class CPUBackend(Backend):
         paths = np.full((3, size, num_samples, frames), -1, dtype=np.int32)
         log_z = np.full(size, -np.inf, dtype=dtype)
         if size and frames:
-            run = _Run(p, self._settings["serial_work"])
+            run = _Run.of(p, self._settings["serial_work"])
             D, band_weight, cap = self._full_alpha_inputs(p)
             w = run.workspaces("sample", cap)
             self.kernel(f"sample_{_DTYPE_NAME[dtype]}")(
@@ -701,7 +816,7 @@ class CPUBackend(Backend):
         scores = np.full((size, k), -np.inf, dtype=dtype)
         paths = np.full((3, size, k, frames), -1, dtype=np.int32)
         if size and frames:
-            run = _Run(p, self._settings["serial_work"])
+            run = _Run.of(p, self._settings["serial_work"])
             w = run.workspaces("kbest", cap, **extra)
             best = np.empty(size, dtype=dtype)
             self.kernel(f"kbest_{_DTYPE_NAME[dtype]}")(
@@ -728,7 +843,7 @@ class CPUBackend(Backend):
         H = np.zeros(size, dtype=dtype)
         grads = [None] * 4
         if gradients:
-            g_em, g_arc, g_weight, g_start, g_final = _zero_gradients(p)
+            g_em, g_arc, g_weight, g_start, g_final = _zero_gradients(self, p)
             grads = [g_em, g_arc, g_start, g_final]
         else:
             g_em = g_weight = _zero_strides(size, 1, dtype, 3)
@@ -741,7 +856,7 @@ class CPUBackend(Backend):
         onset = (np.zeros((size, frames, num_tokens), dtype=dtype) if onsets
                  else _zero_strides(size, 1, dtype, 3))
         if size and frames:
-            run = _Run(p, self._settings["serial_work"])
+            run = _Run.of(p, self._settings["serial_work"])
             D, band_weight, cap = self._full_alpha_inputs(p)
             grad_band = (np.zeros((size, band_weight.shape[1]), dtype=dtype)
                          if gradients and D else _zero_strides(size, 1, dtype))

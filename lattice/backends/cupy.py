@@ -339,7 +339,7 @@ class CuPyBackend(Backend):
         dtype = p.emissions.dtype
         gb = p.batch
         scores = xp.empty(size, dtype=dtype)
-        g_em = xp.zeros((size, frames, classes), dtype=dtype)
+        g_em = self.zeros_like_emissions(p.emissions)
         arc_frames = frames if p.time_dependent else 1
         if size == 0:
             return Gradients(scores, g_em, *self._arc_start_final(p, dtype))
@@ -416,7 +416,7 @@ class CuPyBackend(Backend):
         xp = self.xp
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
-        g_em = xp.zeros((size, frames, classes), dtype=dtype)
+        g_em = self.zeros_like_emissions(p.emissions)
         if not (size and frames):
             return Gradients(paths.score, g_em, *self._arc_start_final(p, dtype))
         rt = self.runtime

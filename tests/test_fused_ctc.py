@@ -1,0 +1,288 @@
+"""CTC without a graph batch (lattice/fused.py, _ctc.pxi.tp; issue 19's lean path).
+
+The fused kernels write each example's CTC graph inside the kernel and run the
+banded kernels' own recursion on it, so every result must be the graph path's bit
+for bit: ``lattice.forward`` / ``lattice.forward_backward`` of
+``lattice.build_batch("ctc", targets, blank=blank)``. The graph path is in turn
+tested against brute-force enumeration and torch's ctc_loss (test_forward.py,
+test_ctc_torch.py, test_probability_space.py).
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lattice
+import lattice.torch
+from lattice.backends import cpu as cpu_module
+
+CPU = lattice.backends.get_backend("cpu")
+
+
+def _log_softmax(x):
+    return x - np.logaddexp.reduce(x, axis=-1, keepdims=True)
+
+
+@st.composite
+def ctc_batches(draw):
+    """Random CTC batches: blanks anywhere in [0, C), targets with runs of repeated
+    symbols (no skip between them), empty targets, lengths from 0 (empty input) to
+    T, targets too long for their input (no path), peaked scores (some examples
+    then fall back to log space)."""
+    size = draw(st.integers(1, 6))
+    frames = draw(st.integers(1, 40))
+    classes = draw(st.integers(2, 7))
+    blank = draw(st.integers(0, classes - 1))
+    symbols = [c for c in range(classes) if c != blank]
+    targets = []
+    for _ in range(size):
+        target = draw(st.lists(st.sampled_from(symbols), max_size=20))
+        if target and draw(st.booleans()):  # runs of one symbol
+            target = [target[0]] * len(target)
+        targets.append(np.array(target, dtype=np.int64))
+    lengths = np.array(draw(st.lists(st.integers(0, frames), min_size=size,
+                                     max_size=size)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    scale = draw(st.sampled_from([1.0, 5.0, 40.0]))
+    rng = np.random.default_rng(seed)
+    e = _log_softmax(scale * rng.normal(size=(size, frames, classes)))
+    return e, targets, lengths, blank
+
+
+def _graph_path(e, targets, lengths, blank, checkpoint=None):
+    gb = lattice.build_batch("ctc", targets, blank=blank)
+    return (lattice.forward(e, gb, lengths),
+            lattice.forward_backward(e, gb, lengths, checkpoint=checkpoint))
+
+
+def _assert_same_bits(got, want):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=60, deadline=None)
+@given(batch=ctc_batches(), checkpoint=st.sampled_from([None, False, True, 3]))
+def test_same_bits_as_the_graph_path(dtype, batch, checkpoint):
+    e, targets, lengths, blank = batch
+    e = e.astype(dtype)
+    forward, fb = _graph_path(e, targets, lengths, blank, checkpoint)
+    _assert_same_bits(lattice.ctc_score(e, targets, lengths, blank=blank), forward)
+    got = lattice.ctc_forward_backward(e, targets, lengths, blank=blank,
+                                       checkpoint=checkpoint)
+    _assert_same_bits(got.score, fb.score)
+    _assert_same_bits(got.emission_grad, fb.emission_grad)
+
+
+def test_target_layouts_agree():
+    """Padded (with and without target_lengths), concatenated and one sequence per
+    example: the same problem, the same bits."""
+    rng = np.random.default_rng(0)
+    e = _log_softmax(rng.normal(size=(3, 30, 6))).astype(np.float32)
+    seqs = [[1, 2, 2, 3], [5], []]
+    padded = np.array([[1, 2, 2, 3], [5, 0, 0, 0], [4, 4, 4, 4]])
+    counts = np.array([4, 1, 0])
+    flat = np.array([1, 2, 2, 3, 5])
+    want = lattice.ctc_forward_backward(e, seqs)
+    for targets, target_lengths in ((padded, counts), (flat, counts),
+                                    ([np.array(s) for s in seqs], None),
+                                    (padded.astype(np.uint8), counts.astype(np.int32))):
+        got = lattice.ctc_forward_backward(e, targets, target_lengths=target_lengths)
+        _assert_same_bits(got.score, want.score)
+        _assert_same_bits(got.emission_grad, want.emission_grad)
+    full = np.array([[1, 2], [5, 5], [4, 3]])  # no target_lengths: every column used
+    _assert_same_bits(lattice.ctc_score(e, full),
+                      lattice.forward(e, lattice.build_batch("ctc", full)))
+
+
+def test_refused_examples_are_the_exact_log_space_result(monkeypatch):
+    """Confident but wrong predictions make the probability-space check refuse
+    examples; the fused path recomputes exactly those with the float64 log-space
+    kernel, as the graph path does: the same bits as the float64 reference."""
+    recomputed = []
+    real = cpu_module.CPUBackend._forward_backward_log
+
+    def spy(self, problem, checkpoint):
+        recomputed.append(len(problem.lengths))
+        return real(self, problem, checkpoint)
+
+    monkeypatch.setattr(cpu_module.CPUBackend, "_forward_backward_log", spy)
+    rng = np.random.default_rng(3)
+    e = _log_softmax(10 * rng.normal(size=(4, 1000, 16))).astype(np.float32)
+    e[3] = _log_softmax(rng.normal(size=(1000, 16)))  # a clean one
+    targets = [rng.integers(1, 16, size=50) for _ in range(4)]
+    got = lattice.ctc_forward_backward(e, targets)
+    assert recomputed == [3]  # examples 0, 1 and 2, in one call
+    with CPU.options(probability_space=False):
+        want = lattice.forward_backward(e.astype(np.float64),
+                                        lattice.build_batch("ctc", targets))
+    _assert_same_bits(got.score[:3], want.score[:3].astype(np.float32))
+    _assert_same_bits(got.emission_grad[:3], want.emission_grad[:3].astype(np.float32))
+    assert np.abs(got.emission_grad[3] - want.emission_grad[3]).max() < 1e-6
+
+
+@pytest.mark.parametrize("option", ["banded", "probability_space"])
+def test_kernel_options_run_the_graph_path(option):
+    """With the banded or probability-space kernels switched off, the fused entry
+    runs the graph kernels those options select, with their results."""
+    rng = np.random.default_rng(1)
+    e = _log_softmax(rng.normal(size=(3, 25, 5))).astype(np.float32)
+    targets = [[1, 2], [3, 3, 4], [4]]
+    with CPU.options(**{option: False}):
+        got = lattice.ctc_forward_backward(e, targets)
+        want = lattice.forward_backward(e, lattice.build_batch("ctc", targets))
+    _assert_same_bits(got.score, want.score)
+    _assert_same_bits(got.emission_grad, want.emission_grad)
+    default = lattice.ctc_forward_backward(e, targets)
+    assert default.emission_grad.tobytes() != got.emission_grad.tobytes()
+
+
+def test_a_backend_without_fused_kernels_gets_the_graph_batch(monkeypatch):
+    calls = []
+    real = cpu_module.CPUBackend.forward_backward
+
+    def spy(self, problem, semiring="log", checkpoint=None):
+        calls.append(problem.batch.num_states.tolist())
+        return real(self, problem, semiring, checkpoint)
+
+    rng = np.random.default_rng(2)
+    e = _log_softmax(rng.normal(size=(2, 20, 4)))
+    want = lattice.ctc_forward_backward(e, [[1, 2], [3]])
+    want_score = lattice.ctc_score(e, [[1, 2], [3]])
+    monkeypatch.setattr(cpu_module.CPUBackend, "fused_ctc", False)
+    monkeypatch.setattr(cpu_module.CPUBackend, "forward_backward", spy)
+    got = lattice.ctc_forward_backward(e, [[1, 2], [3]])
+    assert calls == [[5, 3]]
+    _assert_same_bits(got.emission_grad, want.emission_grad)
+    _assert_same_bits(lattice.ctc_score(e, np.array([1, 2, 3]), target_lengths=[2, 1]),
+                      want_score)
+
+
+def test_same_bits_at_every_thread_count():
+    rng = np.random.default_rng(9)
+    e = _log_softmax(rng.normal(size=(7, 200, 12))).astype(np.float32)
+    targets = [rng.integers(1, 12, size=n) for n in range(3, 10)]
+    with lattice.num_threads(1):
+        want = lattice.ctc_forward_backward(e, targets)
+        want_score = lattice.ctc_score(e, targets)
+    for threads in (2, 3):
+        with lattice.num_threads(threads):
+            got = lattice.ctc_forward_backward(e, targets)
+            _assert_same_bits(lattice.ctc_score(e, targets), want_score)
+        _assert_same_bits(got.score, want.score)
+        _assert_same_bits(got.emission_grad, want.emission_grad)
+
+
+def test_time_major_emissions_get_a_time_major_gradient():
+    """The (B, T, C) view of a (T, B, C) array (torch's layout) gets its gradient in
+    the same layout, so that transposing it back is contiguous."""
+    rng = np.random.default_rng(4)
+    time_major = _log_softmax(rng.normal(size=(30, 3, 5)))
+    fb = lattice.ctc_forward_backward(time_major.transpose(1, 0, 2), [[1], [2, 3], []])
+    assert fb.emission_grad.transpose(1, 0, 2).flags.c_contiguous
+    want = lattice.ctc_forward_backward(np.ascontiguousarray(time_major.transpose(1, 0, 2)),
+                                        [[1], [2, 3], []])
+    _assert_same_bits(np.ascontiguousarray(fb.emission_grad), want.emission_grad)
+
+
+def test_nan_scores_are_refused_as_on_the_graph_path():
+    e = np.zeros((2, 6, 4))
+    e[1, 2, 3] = np.nan
+    for run in (lattice.ctc_score, lattice.ctc_forward_backward):
+        with pytest.raises(FloatingPointError, match=r"example\(s\) \[1\].*frame 2, class 3"):
+            run(e, [[1], [3]])
+    # a NaN in a class the target never reads changes nothing
+    assert np.isfinite(lattice.ctc_score(e, [[1], [2]])).all()
+
+
+@pytest.mark.parametrize("targets, kwargs, error, match", [
+    ([[1, 4]], {}, ValueError, r"targets\[0\] holds the class id 4 at position 1, outside \[0, 4\)"),
+    ([[1, -1]], {}, ValueError, r"targets\[0\] holds the class id -1 at position 1"),
+    (np.array([[1, 2**64 - 1]], dtype=np.uint64), {}, ValueError,
+     r"class id 18446744073709551615 at position 1"),
+    ([[1, 0]], {}, ValueError, r"targets\[0\] contains the blank id 0 at position 1"),
+    ([[1, 2]], {"blank": 2}, ValueError, r"targets\[0\] contains the blank id 2"),
+    ([[1]], {"blank": 4}, ValueError, r"blank is 4, but emissions have only 4 classes"),
+    ([[1]], {"blank": -1}, ValueError, r"blank must be >= 0"),
+    ([[1]], {"blank": 1.0}, TypeError, r"blank must be an int"),
+    ([[1.5]], {}, TypeError, r"targets\[0\] must hold integer class ids"),
+    ([[1], [2]], {}, ValueError, r"got 2 targets for a batch of 1 examples"),
+    ([[[1]]], {}, ValueError, r"targets\[0\] must be a 1-D sequence"),
+    ([[1]], {"target_lengths": [1]}, ValueError, r"target_lengths is only for padded"),
+    (np.array([[1, 2]]), {"target_lengths": [3]}, ValueError,
+     r"at most 2 \(targets.shape\[1\]\)"),
+    (np.array([[1, 2]]), {"target_lengths": [-1]}, ValueError, r"non-negative"),
+    (np.array([[1, 2]]), {"target_lengths": [1, 1]}, ValueError, r"shape \(1,\)"),
+    (np.array([[1, 2]]), {"target_lengths": [1.0]}, TypeError, r"must hold integers"),
+    (np.array([[1, 2], [1, 2]]), {}, ValueError, r"must have 1 rows"),
+    (np.array([1, 2]), {}, ValueError, r"need target_lengths"),
+    (np.array([1, 2]), {"target_lengths": [3]}, ValueError, r"sum to 3"),
+    (np.zeros((1, 1, 1), dtype=int), {}, ValueError, r"got an array of shape"),
+    (np.array([[1.0]]), {}, TypeError, r"targets must hold integer class ids"),
+    ([[1]], {"lengths": [7]}, ValueError, r"lengths must lie in \[0, 6\]"),
+])  # fmt: skip
+def test_bad_inputs_are_refused_naming_the_argument(targets, kwargs, error, match):
+    e = np.zeros((1, 6, 4))
+    for run in (lattice.ctc_score, lattice.ctc_forward_backward):
+        with pytest.raises(error, match=match):
+            run(e, targets, **kwargs)
+
+
+def test_bad_emissions_and_checkpoint_are_refused():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        lattice.ctc_score(np.zeros((1, 3, 2), dtype=np.int64), [[1]])
+    with pytest.raises(ValueError, match="shape"):
+        lattice.ctc_score(np.zeros((3, 2)), [[1]])
+    with pytest.raises(ValueError, match="checkpoint"):
+        lattice.ctc_forward_backward(np.zeros((1, 3, 2)), [[1]], checkpoint=0)
+
+
+def test_empty_batch():
+    got = lattice.ctc_forward_backward(np.zeros((0, 5, 3)), [])
+    assert got.score.shape == (0,) and got.emission_grad.shape == (0, 5, 3)
+    assert lattice.ctc_score(np.zeros((0, 5, 3), np.float32), []).dtype == np.float32
+
+
+def test_ctc_loss_runs_the_fused_kernels(monkeypatch):
+    """lattice.torch.ctc_loss takes the fused path (and its gradient equals the graph
+    path's, bit for bit); under no_grad it runs the fused forward."""
+    used = []
+    for name in ("ctc_forward", "ctc_forward_backward"):
+        real = getattr(cpu_module.CPUBackend, name)
+
+        def spy(self, *args, _real=real, _name=name):
+            used.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(cpu_module.CPUBackend, name, spy)
+    g = torch.Generator().manual_seed(0)
+    lp = torch.randn(40, 3, 6, generator=g).log_softmax(-1).requires_grad_()
+    targets, lengths, target_lengths = torch.tensor([[1, 2, 2], [3, 0, 0], [5, 4, 1]]), \
+        torch.tensor([40, 31, 12]), torch.tensor([3, 1, 3])
+    loss = lattice.torch.ctc_loss(lp, targets, lengths, target_lengths, reduction="sum")
+    loss.backward()
+    with torch.no_grad():
+        lattice.torch.ctc_loss(lp, targets, lengths, target_lengths)
+    assert used == ["ctc_forward_backward", "ctc_forward"]
+    seqs = [[1, 2, 2], [3], [5, 4, 1]]
+    fb = lattice.forward_backward(lp.detach().transpose(0, 1).numpy(),
+                                  lattice.build_batch("ctc", seqs), lengths.numpy())
+    assert loss.item() == pytest.approx(-float(fb.score.sum()), rel=1e-6)
+    assert torch.equal(lp.grad, -torch.from_numpy(fb.emission_grad).transpose(0, 1))
+    assert lp.grad.is_contiguous()  # the engine's gradient, no copy to torch's layout
+
+
+def test_ctc_loss_falls_back_on_nan_and_bad_input():
+    """A NaN input goes to the graph path, which propagates it (nan="propagate") or
+    raises; a bad input gets the torch layer's own message."""
+    lp = torch.zeros(5, 2, 4).log_softmax(-1)
+    lp[2, 1, 1] = float("nan")
+    targets = torch.tensor([[1, 2], [1, 3]])
+    loss = lattice.torch.ctc_loss(lp, targets, [5, 5], [2, 2], reduction="none")
+    assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
+    with pytest.raises(FloatingPointError):
+        lattice.torch.ctc_loss(lp, targets, [5, 5], [2, 2], nan="raise")
+    with pytest.raises(ValueError, match=r"log_probs.shape\[2\]"):
+        lattice.torch.ctc_loss(lp, torch.tensor([[1, 9], [1, 3]]), [5, 5], [2, 2])
