@@ -112,3 +112,34 @@ class CTCGradientError:
 
     def track_gradient_error(self, shape, impl):
         return self.errors[impl]
+
+
+class CTCEngine:
+    """CTC forward+backward at the engine level (numpy in, no torch), from the
+    targets: the fused kernels (``lattice.ctc_forward_backward``) against the graph
+    path that builds the CTC batch first (``lattice.build_batch`` and
+    ``lattice.forward_backward``), the same bits. The difference is the Python and
+    the graph arrays a call no longer makes, most of a small call."""
+
+    params = (list(SHAPES), DTYPES, THREADS, ["fused", "graph"])
+    param_names = ["shape", "dtype", "threads", "path"]
+    timeout = 300
+
+    def setup(self, shape, dtype, threads, path):
+        import lattice
+
+        log_probs, targets, lengths, _ = ctc_problem(shape, dtype)
+        set_threads(threads)
+        emissions = np.transpose(log_probs, (1, 0, 2))  # (B, T, C) view, as torch's
+        if path == "fused":
+            def run():
+                lattice.ctc_forward_backward(emissions, targets, lengths)
+        else:
+            def run():
+                gb = lattice.build_batch("ctc", list(targets))
+                lattice.forward_backward(emissions, gb, lengths)
+        self.run = run
+        run()
+
+    def time_ctc_engine_forward_backward(self, *params):
+        self.run()
