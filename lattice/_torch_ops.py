@@ -556,7 +556,8 @@ def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
             p, _checkpoint(checkpoint), lambda rows: fused.ctc_graphs(p, rows)
         )
     else:
-        score, grad = backend.ctc_forward(p), None
+        score = backend.ctc_forward(p, lambda rows: fused.ctc_graphs(p, rows))
+        grad = None
     total = float(score.sum())
     if np.isnan(total) or total == np.inf:
         return None

@@ -283,7 +283,7 @@ def ctc_score(emissions, targets, lengths=None, target_lengths=None, blank=0):
     if p is None or not backend.fused_ctc:
         return engine.forward(*_graph_path(emissions, targets, lengths, target_lengths,
                                            blank))
-    scores = backend.ctc_forward(p)
+    scores = backend.ctc_forward(p, lambda rows: ctc_graphs(p, rows))
     if not np.isfinite(float(scores.sum())) and _nan_or_posinf(backend, scores):
         engine.forward(p.emissions, ctc_graphs(p), p.lengths)  # raises, naming them
     return scores

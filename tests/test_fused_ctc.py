@@ -125,16 +125,35 @@ def test_refused_examples_are_the_exact_log_space_result(monkeypatch):
 
 @pytest.mark.parametrize("option", ["banded", "probability_space"])
 def test_kernel_options_run_the_graph_path(option):
-    """With the banded or probability-space kernels switched off, the fused entry
-    runs the graph kernels those options select, with their results."""
+    """With the banded or probability-space kernels switched off, the fused entries
+    run the graph kernels those options select, with their results."""
     rng = np.random.default_rng(1)
     e = _log_softmax(rng.normal(size=(3, 25, 5))).astype(np.float32)
     targets = [[1, 2], [3, 3, 4], [4]]
+    ran = []
+    real = CPU.kernel
+
+    def spy(name):
+        ran.append(name)
+        return real(name)
+
     with CPU.options(**{option: False}):
-        got = lattice.ctc_forward_backward(e, targets)
-        want = lattice.forward_backward(e, lattice.build_batch("ctc", targets))
+        CPU.kernel = spy
+        try:
+            got = lattice.ctc_forward_backward(e, targets)
+            score = lattice.ctc_score(e, targets)
+        finally:
+            del CPU.kernel
+        gb = lattice.build_batch("ctc", targets)
+        want = lattice.forward_backward(e, gb)
+        want_score = lattice.forward(e, gb)
+    # without banded kernels nothing fused runs; without probability space only
+    # the fused forward (log space, banded) does
+    fused = [name for name in ran if name.startswith("ctc_")]
+    assert fused == ([] if option == "banded" else ["ctc_forward_banded_log_float32"])
     _assert_same_bits(got.score, want.score)
     _assert_same_bits(got.emission_grad, want.emission_grad)
+    _assert_same_bits(score, want_score)
     default = lattice.ctc_forward_backward(e, targets)
     assert default.emission_grad.tobytes() != got.emission_grad.tobytes()
 

@@ -210,9 +210,10 @@ class Backend:
         (``checkpoint`` as in :meth:`forward_backward`)."""
         raise NotImplementedError
 
-    def ctc_forward(self, problem: CTCProblem) -> np.ndarray:
+    def ctc_forward(self, problem: CTCProblem, graphs=None) -> np.ndarray:
         """The (B,) CTC log-likelihoods, the same numbers as :meth:`forward` under
-        ``"log"`` of the targets' CTC graphs (only if :attr:`fused_ctc`)."""
+        ``"log"`` of the targets' CTC graphs (only if :attr:`fused_ctc`);
+        ``graphs`` as in :meth:`ctc_forward_backward`."""
         raise NotImplementedError(self._missing("fused CTC kernels"))
 
     def ctc_forward_backward(self, problem: CTCProblem, checkpoint=None,

@@ -227,9 +227,10 @@ def _zero_strides(size, width, dtype, ndim=2):
 class _Run:
     """One kernel call's scheduling: thread count, example order, workspaces.
 
-    ``sizes`` describes the batch the kernel runs on: the valid frames, the states
-    and the arcs of every example (arrays of B) and the largest numbers of states
-    and arcs (:meth:`of` reads them from a problem's graph batch)."""
+    Made from the batch the kernel runs on: the valid frames, the states and the
+    arcs of every example (arrays of B), the largest numbers of states and arcs and
+    the emissions' dtype (:meth:`of` reads them from a problem and its graph
+    batch)."""
 
     def __init__(self, lengths, num_states, num_arcs, max_states, max_arcs, dtype,
                  serial_work):
@@ -593,10 +594,16 @@ class CPUBackend(Backend):
         return Problem(np.asarray(emissions, dtype=dtype), gb, lengths, weight, False,
                        False, start, final, gb.graph_index)
 
-    def ctc_forward(self, problem):
+    def ctc_forward(self, problem, graphs=None):
+        """As :meth:`Backend.ctc_forward`: the banded log-space forward; with the
+        banded kernels switched off (:meth:`options`), the graph path on
+        ``graphs(rows)``."""
         p = problem
         size = p.emissions.shape[0]
         dtype = p.emissions.dtype
+        if not self._settings["banded"]:
+            gb = graphs(np.arange(size))
+            return self.forward(self._ctc_graph_problem(p, gb, dtype), "log")
         scores = np.empty(size, dtype=dtype)
         if size == 0:
             return scores
@@ -655,7 +662,8 @@ class CPUBackend(Backend):
         gb = p.batch
         d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
         scores = np.empty(size, dtype=dtype)
-        grad_emissions, arc_grad, grad_weight, grad_start, grad_final = _zero_gradients(self, p)
+        grad_emissions, arc_grad, grad_weight, grad_start, grad_final = (
+            _zero_gradients(self, p))
         if size:
             run = _Run.of(p, self._settings["serial_work"])
             band_weight = self._band_weight(p)
