@@ -227,7 +227,8 @@ def ctc_graphs(problem, rows=None):
 
 
 def _graph_path(emissions, targets, lengths, target_lengths, blank):
-    """The engine's inputs for the graph path: (emissions, graphs, lengths)."""
+    """The engine's inputs for the graph path, (emissions, graphs, lengths), from the
+    user's inputs (when ctc_problem made no problem of them)."""
     if isinstance(targets, np.ndarray) and targets.ndim == 2:
         counts = (np.full(targets.shape[0], targets.shape[1]) if target_lengths is None
                   else np.asarray(target_lengths))
@@ -280,9 +281,11 @@ def ctc_score(emissions, targets, lengths=None, target_lengths=None, blank=0):
     True
     """
     backend, p = ctc_problem(emissions, targets, lengths, target_lengths, blank)
-    if p is None or not backend.fused_ctc:
+    if p is None:  # a target too long for any kernel: the builder says why
         return engine.forward(*_graph_path(emissions, targets, lengths, target_lengths,
                                            blank))
+    if not backend.fused_ctc:
+        return engine.forward(p.emissions, ctc_graphs(p), p.lengths)
     scores = backend.ctc_forward(p, lambda rows: ctc_graphs(p, rows))
     if not np.isfinite(float(scores.sum())) and _nan_or_posinf(backend, scores):
         engine.forward(p.emissions, ctc_graphs(p), p.lengths)  # raises, naming them
@@ -330,11 +333,10 @@ def ctc_forward_backward(emissions, targets, lengths=None, target_lengths=None, 
     """
     checkpoint = check_checkpoint(checkpoint)
     backend, p = ctc_problem(emissions, targets, lengths, target_lengths, blank)
-    if p is None or not backend.fused_ctc:
-        fb = engine.forward_backward(
-            *_graph_path(emissions, targets, lengths, target_lengths, blank),
-            checkpoint=checkpoint,
-        )
+    if p is None or not backend.fused_ctc:  # (p None: the builder says what is wrong)
+        graph_path = (_graph_path(emissions, targets, lengths, target_lengths, blank)
+                      if p is None else (p.emissions, ctc_graphs(p), p.lengths))
+        fb = engine.forward_backward(*graph_path, checkpoint=checkpoint)
         return CTCForwardBackward(fb.score, fb.emission_grad)
     scores, grad = backend.ctc_forward_backward(p, checkpoint,
                                                 lambda rows: ctc_graphs(p, rows))

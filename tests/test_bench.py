@@ -89,3 +89,20 @@ def test_alignment_table_format():
     text = format_alignment({"shape": (64, 1000, 64, 200), "agreement": 0.5,
                              "ms": {"lattice": 2.0, "torchaudio": 30.0}})
     assert "64 utterances" in text and "50.00%" in text and "15.00x" in text
+
+
+def test_optax_float32_runs_without_64_bit_mode_after_float64():
+    """jax's 64-bit mode, switched on for a float64 row, is switched off again for
+    the next float32 one (with it optax's float32 CTC runs about 2x slower)."""
+    jax = pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    from lattice.bench import _optax_runners, ctc_problem
+
+    try:
+        _optax_runners(*ctc_problem((2, 10, 4, 3), "float64"))
+        assert jax.config.jax_enable_x64
+        forward, _ = _optax_runners(*ctc_problem((2, 10, 4, 3), "float32"))
+        assert not jax.config.jax_enable_x64
+        forward()
+    finally:
+        jax.config.update("jax_enable_x64", False)

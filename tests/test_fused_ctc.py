@@ -305,3 +305,15 @@ def test_ctc_loss_falls_back_on_nan_and_bad_input():
         lattice.torch.ctc_loss(lp, targets, [5, 5], [2, 2], nan="raise")
     with pytest.raises(ValueError, match=r"log_probs.shape\[2\]"):
         lattice.torch.ctc_loss(lp, torch.tensor([[1, 9], [1, 3]]), [5, 5], [2, 2])
+
+
+def test_a_target_too_long_for_any_kernel_is_refused_by_the_builder(monkeypatch):
+    """Past the size limit the fused path hands over to the graph path, whose
+    builder names the target (the limit is lowered here to test it cheaply)."""
+    monkeypatch.setattr(lattice.checks, "SIZE_LIMIT", 40)
+    monkeypatch.setattr(lattice.fused, "beyond_size", lambda n: n > 40)
+    e = np.zeros((1, 30, 4))
+    with pytest.raises(ValueError, match=r"targets\[0\] of 9 symbols"):
+        lattice.ctc_forward_backward(e, [[1, 2] * 4 + [1]])
+    with pytest.raises(ValueError, match=r"targets\[0\] of 9 symbols"):
+        lattice.ctc_score(e, np.array([[1, 2] * 4 + [1]]))
