@@ -45,8 +45,9 @@ class _CTC:
                 import optax
             except ImportError:
                 raise NotImplementedError("optax is not installed")
-            if dtype == "float64":
-                jax.config.update("jax_enable_x64", True)
+            # off for float32: with it optax's labels and indices are int64 and
+            # its float32 CTC takes about twice as long (lattice.bench does the same)
+            jax.config.update("jax_enable_x64", dtype == "float64")
             logits = jax.numpy.asarray(np.transpose(log_probs, (1, 0, 2)))
             labels = jax.numpy.asarray(targets)
             pad = jax.numpy.zeros(logits.shape[:2], dtype=logits.dtype)
