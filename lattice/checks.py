@@ -477,10 +477,12 @@ def real_value(name, value, minimum=None) -> float:
     return value
 
 
-def lengths(name, values, size, frames) -> np.ndarray:
-    """Per-example frame counts as int64, checked: shape ``(size,)`` (a scalar is
-    one example), integers (see :func:`is_int`), within ``[0, frames]``. ``None``
-    means every example has all ``frames``.
+def lengths(name, values, size, frames, what="the number of frames") -> np.ndarray:
+    """Per-example counts (frames, or target symbols) as int64, checked: shape
+    ``(size,)`` (a scalar is one example), integers (see :func:`is_int`), within
+    ``[0, frames]`` (``what`` says where that bound comes from), or only
+    non-negative if ``frames`` is None. ``None`` values mean every example has all
+    ``frames``.
 
     Examples
     --------
@@ -491,6 +493,10 @@ def lengths(name, values, size, frames) -> np.ndarray:
     Traceback (most recent call last):
     ...
     ValueError: lengths must lie in [0, 5] (the number of frames), got values in [3, 6]
+    >>> lengths("target_lengths", [-1], 1, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: target_lengths must be non-negative, got values in [-1, -1]
     """
     if values is None:
         return np.full(size, frames, dtype=np.int64)
@@ -503,10 +509,11 @@ def lengths(name, values, size, frames) -> np.ndarray:
         raise ValueError(f"{name} must have shape ({size},), got {arr.shape}")
     if arr.size:
         low, high = int(arr.min()), int(arr.max())  # exact for uint64 too
-        if low < 0 or high > frames:
+        if frames is None and low < 0:
+            raise ValueError(f"{name} must be non-negative, got values in [{low}, {high}]")
+        if frames is not None and (low < 0 or high > frames):
             raise ValueError(
-                f"{name} must lie in [0, {frames}] (the number of frames), "
-                f"got values in [{low}, {high}]"
+                f"{name} must lie in [0, {frames}] ({what}), got values in [{low}, {high}]"
             )
     return arr.astype(np.int64, copy=False)
 

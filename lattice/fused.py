@@ -57,24 +57,6 @@ class CTCForwardBackward(NamedTuple):
     emission_grad: np.ndarray
 
 
-def _target_lengths(values, size, width):
-    """``target_lengths`` as int64, checked: shape (size,), integers in [0, width]."""
-    arr = np.asarray(values)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.size and arr.dtype.kind not in "iu":
-        raise TypeError(f"target_lengths must hold integers, got dtype {arr.dtype}")
-    if arr.shape != (size,):
-        raise ValueError(f"target_lengths must have shape ({size},), got {arr.shape}")
-    if arr.size and (int(arr.min()) < 0 or (width is not None and int(arr.max()) > width)):
-        where = "" if width is None else f" and at most {width} (targets.shape[1])"
-        raise ValueError(
-            f"target_lengths must be non-negative{where}, got values in "
-            f"[{int(arr.min())}, {int(arr.max())}]"
-        )
-    return arr.astype(np.int64, copy=False)
-
-
 def _flat_targets(targets, target_lengths, size):
     """(ids, offsets, lengths, padded width or None, raw) of the three target
     layouts; raw holds the ids in their own dtype (a uint64 id beyond int64 must
@@ -89,8 +71,8 @@ def _flat_targets(targets, target_lengths, size):
                     f"shape {targets.shape}"
                 )
             width = targets.shape[1]
-            lengths = (np.full(size, width, dtype=np.int64) if target_lengths is None
-                       else _target_lengths(target_lengths, size, width))
+            lengths = check_lengths("target_lengths", target_lengths, size, width,
+                                    "targets.shape[1]")
             ids = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
             return (ids, np.arange(size, dtype=np.int64) * width, lengths,
                     width, targets.reshape(-1))
@@ -99,7 +81,7 @@ def _flat_targets(targets, target_lengths, size):
                 raise ValueError(
                     "concatenated (1-D) targets need target_lengths, one per example"
                 )
-            lengths = _target_lengths(target_lengths, size, None)
+            lengths = check_lengths("target_lengths", target_lengths, size, None)
             if int(lengths.sum()) != targets.shape[0]:
                 raise ValueError(
                     f"concatenated targets hold {targets.shape[0]} ids but "
