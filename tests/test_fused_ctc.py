@@ -319,3 +319,23 @@ def test_a_target_too_long_for_any_kernel_is_refused_by_the_builder(monkeypatch)
         lattice.ctc_forward_backward(e, [[1, 2] * 4 + [1]])
     with pytest.raises(ValueError, match=r"targets\[0\] of 9 symbols"):
         lattice.ctc_score(e, np.array([[1, 2] * 4 + [1]]))
+
+
+def test_concurrent_calls_from_python_threads():
+    """The kernels release the GIL and every call has its own workspaces: four
+    Python threads at once get the results of one thread alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(6)
+    inputs = []
+    for n in range(4):
+        e = _log_softmax(rng.normal(size=(5, 120, 9))).astype(np.float32)
+        inputs.append((e, [rng.integers(1, 9, size=k) for k in range(2 + n, 7 + n)]))
+    want = [lattice.ctc_forward_backward(e, t) for e, t in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda args: lattice.ctc_forward_backward(*args),
+                                inputs))
+            for g, w in zip(got, want):
+                _assert_same_bits(g.score, w.score)
+                _assert_same_bits(g.emission_grad, w.emission_grad)
