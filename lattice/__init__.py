@@ -5,7 +5,8 @@ The pieces, in the order data flows through them: a builder (``lattice.build``) 
 into a :class:`GraphBatch`; :func:`forward`, :func:`forward_backward` and
 :func:`viterbi` run the compiled kernels on emissions of shape (B, T, C);
 :func:`sample`, :func:`kbest`, :func:`entropy` and :func:`token_posteriors` describe
-the rest of the distribution over paths.
+the rest of the distribution over paths. For CTC, :func:`ctc_score` and
+:func:`ctc_forward_backward` take the targets directly, without a graph batch.
 """
 
 try:
