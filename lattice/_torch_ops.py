@@ -549,7 +549,7 @@ def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
                                        _integers(target_lengths), blank)
     except (TypeError, ValueError):
         return None
-    if p is None or not backend.fused_ctc:
+    if not backend.fused_ctc:
         return None
     if needs_grad:
         score, grad = backend.ctc_forward_backward(

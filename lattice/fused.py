@@ -23,7 +23,7 @@ import numpy as np
 
 from . import engine
 from .backends import CTCProblem
-from .checks import beyond_size, check_integer_dtype, int_value
+from .checks import beyond_size, check_integer_dtype, check_size, int_value
 from .checks import lengths as check_lengths
 from .memory import check_checkpoint
 from .problem import emissions_backend, to_host
@@ -117,8 +117,7 @@ def _flat_targets(targets, target_lengths, size):
 
 def ctc_problem(emissions, targets, lengths=None, target_lengths=None, blank=0):
     """The backend for these emissions and the validated
-    :class:`~lattice.backends.CTCProblem`, or ``(backend, None)`` if a target is
-    too long for the fused kernels' sizes (the graph path then says why).
+    :class:`~lattice.backends.CTCProblem`.
 
     Parameters
     ----------
@@ -127,7 +126,7 @@ def ctc_problem(emissions, targets, lengths=None, target_lengths=None, blank=0):
 
     Returns
     -------
-    (Backend, CTCProblem or None)
+    (Backend, CTCProblem)
 
     Raises
     ------
@@ -152,14 +151,12 @@ def ctc_problem(emissions, targets, lengths=None, target_lengths=None, blank=0):
             "be < emissions.shape[2])"
         )
     lengths = check_lengths("lengths", to_host(backend, lengths), size, frames)
-    if backend.xp is not np and not isinstance(targets, (list, tuple)):
-        targets = to_host(backend, targets)
+    targets = to_host(backend, targets)
     ids, offsets, counts, width, raw = _flat_targets(
         targets, to_host(backend, target_lengths), size
     )
-    longest = int(counts.max(initial=0))
-    if beyond_size(5 * longest):  # 2 K + 1 states and up to 5 K arcs: as ctc's
-        return backend, None
+    if beyond_size(5 * int(counts.max(initial=0))):  # 2 K + 1 states, up to 5 K arcs
+        _refuse_too_long(ids, offsets, counts)
     # one pass for every bad id: a negative id viewed as uint64 is beyond classes
     outside = raw.view(np.uint64) >= classes if raw.dtype == np.int64 else (
         (raw < 0) | (raw >= classes))
@@ -208,18 +205,6 @@ def ctc_graphs(problem, rows=None):
     return build_batch("ctc", seqs, blank=p.blank)
 
 
-def _graph_path(emissions, targets, lengths, target_lengths, blank):
-    """The engine's inputs for the graph path, (emissions, graphs, lengths), from the
-    user's inputs (when ctc_problem made no problem of them)."""
-    if isinstance(targets, np.ndarray) and targets.ndim == 2:
-        counts = (np.full(targets.shape[0], targets.shape[1]) if target_lengths is None
-                  else np.asarray(target_lengths))
-        targets = [row[:k] for row, k in zip(targets, counts)]
-    elif isinstance(targets, np.ndarray):
-        targets = np.split(targets, np.cumsum(np.asarray(target_lengths))[:-1])
-    return emissions, build_batch("ctc", list(targets), blank=blank), lengths
-
-
 def ctc_score(emissions, targets, lengths=None, target_lengths=None, blank=0):
     """CTC log-likelihoods, computed from the targets without a graph batch.
 
@@ -263,14 +248,10 @@ def ctc_score(emissions, targets, lengths=None, target_lengths=None, blank=0):
     True
     """
     backend, p = ctc_problem(emissions, targets, lengths, target_lengths, blank)
-    if p is None:  # a target too long for any kernel: the builder says why
-        return engine.forward(*_graph_path(emissions, targets, lengths, target_lengths,
-                                           blank))
     if not backend.fused_ctc:
         return engine.forward(p.emissions, ctc_graphs(p), p.lengths)
     scores = backend.ctc_forward(p, lambda rows: ctc_graphs(p, rows))
-    if not np.isfinite(float(scores.sum())) and _nan_or_posinf(backend, scores):
-        engine.forward(p.emissions, ctc_graphs(p), p.lengths)  # raises, naming them
+    _raise_if_nan(backend, p, scores)
     return scores
 
 
@@ -315,19 +296,31 @@ def ctc_forward_backward(emissions, targets, lengths=None, target_lengths=None, 
     """
     checkpoint = check_checkpoint(checkpoint)
     backend, p = ctc_problem(emissions, targets, lengths, target_lengths, blank)
-    if p is None or not backend.fused_ctc:  # (p None: the builder says what is wrong)
-        graph_path = (_graph_path(emissions, targets, lengths, target_lengths, blank)
-                      if p is None else (p.emissions, ctc_graphs(p), p.lengths))
-        fb = engine.forward_backward(*graph_path, checkpoint=checkpoint)
+    if not backend.fused_ctc:
+        fb = engine.forward_backward(p.emissions, ctc_graphs(p), p.lengths,
+                                     checkpoint=checkpoint)
         return CTCForwardBackward(fb.score, fb.emission_grad)
     scores, grad = backend.ctc_forward_backward(p, checkpoint,
                                                 lambda rows: ctc_graphs(p, rows))
-    if not np.isfinite(float(scores.sum())) and _nan_or_posinf(backend, scores):
-        engine.forward(p.emissions, ctc_graphs(p), p.lengths)  # raises, naming them
+    _raise_if_nan(backend, p, scores)
     return CTCForwardBackward(scores, grad)
 
 
-def _nan_or_posinf(backend, scores):
-    """Whether some score is NaN or +inf (-inf, an impossible target, is fine)."""
-    host = backend.to_numpy(scores)
-    return bool((np.isnan(host) | np.isposinf(host)).any())
+def _raise_if_nan(backend, p, scores):
+    """Refuse NaN and +inf scores as the engine does (-inf, an impossible target, is
+    fine): the graph path's forward then raises its FloatingPointError, naming the
+    examples and what they read."""
+    total = float(scores.sum())  # NaN or +inf if any score is: one sum, usually
+    if np.isnan(total) or total == np.inf:
+        engine.forward(p.emissions, ctc_graphs(p), p.lengths)
+
+
+def _refuse_too_long(ids, offsets, counts):
+    """Raise the ctc builder's error for the first target whose CTC graph has more
+    states or arcs than the kernels can index (2 K + 1 states; 4 K + 1 arcs and a
+    skip per change of symbol)."""
+    for b in range(len(counts)):  # in order, as the builder: the first one fails
+        target = ids[offsets[b]: offsets[b] + counts[b]]
+        skips = int(np.count_nonzero(target[1:] != target[:-1]))
+        k = int(counts[b])
+        check_size(f"targets[{b}] of {k} symbols", 2 * k + 1, 4 * k + 1 + skips)
