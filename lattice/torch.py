@@ -587,7 +587,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
         :func:`lattice.forward_backward`): by the memory budget (None, so that a
         long input checkpoints instead of running out of memory), with checkpoints
         (True, or every ``k`` frames) or whole (False). The loss and gradient are
-        the same bits.
+        the same bits in every case.
 
     Returns
     -------

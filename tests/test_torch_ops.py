@@ -1438,8 +1438,11 @@ def test_nan_does_not_change_the_other_examples():
     clean = lp.detach()[:, [0, 2]].clone().requires_grad_()
     ref = ctc_loss(clean, targets[[0, 2]], il[[0, 2]], tl[[0, 2]], reduction="none")
     ref.sum().backward()
-    torch.testing.assert_close(loss[[0, 2]], ref.detach(), rtol=0, atol=0)
-    torch.testing.assert_close(lp.grad[:, [0, 2]], clean.grad, rtol=0, atol=0)
+    # a batch with a NaN runs the graph path (which handles nan=), the clean one the
+    # fused CTC forward-backward: the same numbers to the numerical contract (float64
+    # here), not the same bits
+    torch.testing.assert_close(loss[[0, 2]], ref.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(lp.grad[:, [0, 2]], clean.grad, rtol=0, atol=1e-12)
 
 
 def test_nan_in_an_impossible_example_keeps_its_infinite_loss():

@@ -115,10 +115,13 @@ WORKSPACES = {
         **WORKSPACES["forward_banded"](S, A, K, table),
         **_ctc_graph_rows("float", S),
     },
-    "ctc_forward_backward_prob": lambda S, A, K, table, **sizes: {
-        **WORKSPACES["forward_backward_prob"](S, A, K, table, **sizes),
-        **_ctc_graph_rows("double", S),
-        "graph_grad": ("float", (MAX_BAND + 2) * S + MAX_BAND - 1),  # a sink
+    "ctc_forward_backward_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1, C=1: {
+        "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
+        "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
+                           "table"),
+        "frames": ("double", 3 * T),
+        "work": ("double", 11 * ((S - 1) // 2 + 2)),
+        "iwork": ("int32", S + C),
     },
     "forward_backward": lambda S, A, K, table, checkpoint=INT32_MAX: {
         "alpha": ("float", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
@@ -641,9 +644,8 @@ class CPUBackend(Backend):
         status = np.zeros(size, dtype=np.int8)
         self.kernel(f"ctc_forward_backward_prob_{_DTYPE_NAME[dtype]}")(
             p.emissions, p.lengths, run.order, p.targets, p.offsets, p.target_lengths,
-            p.blank, p.band, w["graph"], w["graph_labels"], w["graph_grad"],
-            w["alpha"], k, w["emission_table"], w["frames"], w["work"], w["iwork"],
-            grad, scores, status, run.num_threads,
+            p.blank, w["alpha"], k, w["emission_table"], w["frames"], w["work"],
+            w["iwork"], grad, scores, status, run.num_threads,
         )  # fmt: skip
         refused = np.flatnonzero(status)
         if refused.size:
