@@ -486,7 +486,7 @@ def test_workspaces_beyond_int32_are_refused_before_allocating():
     assert fits("viterbi_banded", S=2**29, A=0, K=0)  # its bp table is int64-indexed
     gb = lattice.batch([lattice.build("ctc", [1])])
     problem = lattice.problem.make_problem(np.zeros((1, 3, 2)), gb, None, None, None, None)[1]
-    run = cpu._Run.of(problem, serial_work=0)
+    run = cpu._Run.of(problem, {"serial_work": 0, "workspace_cache": 0})
     real = cpu.WORKSPACES["forward"]
     try:  # a workspace row of 2**31 values is refused before numpy allocates it
         cpu.WORKSPACES["forward"] = lambda S, A, K, table: {"work": ("float", 2**31)}

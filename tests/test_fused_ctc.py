@@ -123,6 +123,31 @@ def test_long_inputs_and_tight_bands(dtype):
     assert got.emission_grad[1].sum() == 7
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clean_inputs_are_never_refused(dtype, monkeypatch):
+    """Random log-softmax scores, tight and loose bands, repeats, one frame: the
+    probability-space check passes every example (a kernel reading a cell it never
+    wrote would be refused, and its exact recomputation would hide the bug)."""
+    recomputed = []
+    real = cpu_module.CPUBackend._forward_backward_log
+
+    def spy(self, problem, checkpoint):
+        recomputed.append(len(problem.lengths))
+        return real(self, problem, checkpoint)
+
+    monkeypatch.setattr(cpu_module.CPUBackend, "_forward_backward_log", spy)
+    rng = np.random.default_rng(5)
+    for frames, checkpoint in ((1, None), (7, None), (40, None), (300, 7)):
+        e = _log_softmax(rng.normal(size=(6, frames, 6))).astype(dtype)
+        targets = [rng.integers(1, 6, size=n) for n in (0, 1, 3, 8, 20, 30)]
+        targets[3] = np.array([2, 2, 2, 4])
+        lengths = np.minimum(frames, [frames, 1, 4, 7, 41, frames])
+        fb = lattice.ctc_forward_backward(e, targets, lengths, checkpoint=checkpoint)
+        # only the examples no path fits are recomputed (to -inf)
+        assert np.isfinite(fb.score).sum() + sum(recomputed) == 6
+        recomputed.clear()
+
+
 def test_target_layouts_agree():
     """Padded (with and without target_lengths), concatenated and one sequence per
     example: the same problem, the same bits."""
