@@ -86,16 +86,16 @@ def _assert_within_contract(got, e, targets, lengths, blank):
 @settings(max_examples=60, deadline=None)
 @given(batch=ctc_batches(), checkpoint=st.sampled_from([None, False, True, 3, 1]))
 def test_against_the_float64_log_space_reference(dtype, batch, checkpoint):
-    """The forward is the graph path's, bit for bit; forward-backward (its own
-    kernel, blanks and symbols apart) is within the numerical contract of the
-    float64 log-space result, and checkpoints change no bit of it."""
+    """The forward and the forward-backward (kernels of their own, blanks and
+    symbols apart) are within the numerical contract of the float64 log-space
+    result, and checkpoints change no bit of the forward-backward."""
     e, targets, lengths, blank = batch
     e = e.astype(dtype)
-    forward, _ = _graph_path(e, targets, lengths, blank)
-    _assert_same_bits(lattice.ctc_score(e, targets, lengths, blank=blank), forward)
     got = lattice.ctc_forward_backward(e, targets, lengths, blank=blank,
                                        checkpoint=checkpoint)
     _assert_within_contract(got, e, targets, lengths, blank)
+    score = lattice.ctc_score(e, targets, lengths, blank=blank)
+    _assert_within_contract(got._replace(score=score), e, targets, lengths, blank)
     if checkpoint is not None:
         full = lattice.ctc_forward_backward(e, targets, lengths, blank=blank)
         _assert_same_bits(got.score, full.score)
@@ -148,6 +148,39 @@ def test_clean_inputs_are_never_refused(dtype, monkeypatch):
         recomputed.clear()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_forward_continues_in_log_space_after_an_underflow(dtype):
+    """100 uniform frames, then confident predictions: the probability-space
+    forward's rows soon span more than double holds, it underflows, and the
+    forward goes on in log space from the last clean row; the score is the float64
+    log-space result's (no example is handed back to the log-space kernel whole).
+    With the underflow ignored, the score would be wrong (a mutation of the
+    continuation fails this test)."""
+    rng = np.random.default_rng(12)
+    frames, classes = 400, 8
+    e = _log_softmax(25 * rng.normal(size=(3, frames, classes)))
+    e[:, :100] = -np.log(classes)
+    e = e.astype(dtype)
+    targets = [rng.integers(1, classes, size=n) for n in (30, 60, 90)]
+    ran = []
+    real = CPU.kernel
+
+    def spy(name):
+        ran.append(name)
+        return real(name)
+
+    CPU.kernel = spy
+    try:
+        score = lattice.ctc_score(e, targets)
+    finally:
+        del CPU.kernel
+    assert ran == [f"ctc_forward_prob_{np.dtype(dtype).name}"]
+    with CPU.options(probability_space=False):
+        want = lattice.ctc_score(e.astype(np.float64), targets)
+    tol = 1e-6 if dtype == np.float32 else 1e-10
+    assert np.all(np.abs(score - want) <= tol * np.abs(want))
+
+
 def test_target_layouts_agree():
     """Padded (with and without target_lengths), concatenated and one sequence per
     example: the same problem, the same bits."""
@@ -165,8 +198,10 @@ def test_target_layouts_agree():
         _assert_same_bits(got.score, want.score)
         _assert_same_bits(got.emission_grad, want.emission_grad)
     full = np.array([[1, 2], [5, 5], [4, 3]])  # no target_lengths: every column used
-    _assert_same_bits(lattice.ctc_score(e, full),
-                      lattice.forward(e, lattice.build_batch("ctc", full)))
+    _assert_same_bits(lattice.ctc_score(e, full), lattice.ctc_score(e, full.tolist()))
+    np.testing.assert_allclose(lattice.ctc_score(e, full),
+                               lattice.forward(e, lattice.build_batch("ctc", full)),
+                               rtol=1e-6)
 
 
 def test_refused_examples_are_the_exact_log_space_result(monkeypatch):

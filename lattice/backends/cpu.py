@@ -116,6 +116,16 @@ WORKSPACES = {
         **WORKSPACES["forward_banded"](S, A, K, table),
         **_ctc_graph_rows("float", S),
     },
+    # its forward half on a ring (and a copy of a clean row), with the rows of the
+    # log-space forward it continues in after an underflow
+    "ctc_forward_prob": lambda S, A, K, table, T=1, C=1: {
+        **WORKSPACES["ctc_forward_banded"](S, A, K, table),
+        "ring": ("double", 2 * (S + BAND_PAD) + BAND_PAD),
+        "backup": ("double", S + 1),
+        "frames": ("double", 3 * T),
+        "work": ("double", 11 * ((S - 1) // 2 + 2)),
+        "iwork": ("int32", S + C),
+    },
     "ctc_forward_backward_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1, C=1: {
         "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
         "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
@@ -647,11 +657,14 @@ class CPUBackend(Backend):
                        False, start, final, gb.graph_index)
 
     def ctc_forward(self, problem, graphs=None):
-        """As :meth:`Backend.ctc_forward`: the banded log-space forward; with the
-        banded kernels switched off (:meth:`options`), the graph path on
-        ``graphs(rows)``."""
+        """As :meth:`Backend.ctc_forward`: in probability space, continued in log
+        space from the last clean frame where the recursion underflows; the
+        examples it hands back (no complete path, a frame its check refuses) with
+        the banded log-space forward, as every example with probability space
+        switched off (:meth:`options`); with the banded kernels switched off, the
+        graph path on ``graphs(rows)``."""
         p = problem
-        size = p.emissions.shape[0]
+        size, _, classes = p.emissions.shape
         dtype = p.emissions.dtype
         if not self._settings["banded"]:
             gb = graphs(np.arange(size))
@@ -660,9 +673,23 @@ class CPUBackend(Backend):
         if size == 0:
             return scores
         run = self._ctc_run(p)
+        order = run.order
+        if self._settings["probability_space"]:
+            w = run.workspaces("ctc_forward_prob", T=int(p.lengths.max(initial=1)),
+                               C=classes)
+            status = np.zeros(size, dtype=np.int8)
+            self.kernel(f"ctc_forward_prob_{_DTYPE_NAME[dtype]}")(
+                p.emissions, p.lengths, order, p.targets, p.offsets, p.target_lengths,
+                p.blank, p.band, w["ring"], w["backup"], w["frames"], w["work"],
+                w["iwork"], w["graph"], w["graph_labels"], w["scratch"],
+                w["bp_scratch"], scores, status, run.num_threads,
+            )  # fmt: skip
+            order = order[status[order] != 0]  # those handed back, longest first
+            if order.size == 0:
+                return scores
         w = run.workspaces("ctc_forward_banded")
         self.kernel(f"ctc_forward_banded_log_{_DTYPE_NAME[dtype]}")(
-            p.emissions, p.lengths, run.order, p.targets, p.offsets, p.target_lengths,
+            p.emissions, p.lengths, order, p.targets, p.offsets, p.target_lengths,
             p.blank, p.band, w["graph"], w["graph_labels"], w["scratch"],
             w["bp_scratch"], scores, run.num_threads,
         )  # fmt: skip
