@@ -7,7 +7,7 @@ installed are skipped (NotImplementedError in setup).
 
 import numpy as np
 
-from .common import DTYPES, IMPLS, SHAPES, THREADS, ctc_problem, set_threads
+from .common import DTYPES, IMPLS, SHAPES, SMOKE, THREADS, ctc_problem, set_threads
 
 
 class _CTC:
@@ -119,8 +119,9 @@ class CTCEngine:
     """CTC forward+backward at the engine level (numpy in, no torch), from the
     targets: the fused kernels (``lattice.ctc_forward_backward``) against the graph
     path that builds the CTC batch first (``lattice.build_batch`` and
-    ``lattice.forward_backward``), the same bits. The difference is the Python and
-    the graph arrays a call no longer makes, most of a small call."""
+    ``lattice.forward_backward``, the banded kernel). The difference is the Python
+    and the graph arrays a call no longer makes, most of a small call, and the
+    fused kernel's own recursion."""
 
     params = (list(SHAPES), DTYPES, THREADS, ["fused", "graph"])
     param_names = ["shape", "dtype", "threads", "path"]
@@ -143,4 +144,32 @@ class CTCEngine:
         run()
 
     def time_ctc_engine_forward_backward(self, *params):
+        self.run()
+
+
+class CTCOneUtterance:
+    """One utterance (B=1, T=1000, C=64, S=200) at the engine level, float32, two
+    threads: what forced alignment and scoring one file call. Before the CPU backend
+    kept its workspaces between calls, a fresh 3 MB alpha table faulted in page by
+    page at every call (4.4 of the 6.4 ms of a forward-backward here)."""
+
+    params = (["forward_backward", "forward"],)
+    param_names = ["call"]
+
+    def setup(self, call):
+        import lattice
+
+        if not hasattr(lattice, "ctc_score"):
+            raise NotImplementedError("lattice.ctc_score is newer than this commit")
+        frames, classes, symbols = (40, 8, 8) if SMOKE else (1000, 64, 200)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((1, frames, classes)).astype(np.float32)
+        x -= np.log(np.exp(x).sum(-1, keepdims=True))
+        target = rng.integers(1, classes, (1, symbols))
+        set_threads(2)
+        fn = lattice.ctc_forward_backward if call == "forward_backward" else lattice.ctc_score
+        self.run = lambda: fn(x, target)
+        self.run()
+
+    def time_one_utterance(self, call):
         self.run()
