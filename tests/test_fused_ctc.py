@@ -124,18 +124,11 @@ def test_long_inputs_and_tight_bands(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_clean_inputs_are_never_refused(dtype, monkeypatch):
+def test_clean_inputs_are_never_refused(dtype, log_space_recomputations):
     """Random log-softmax scores, tight and loose bands, repeats, one frame: the
     probability-space check passes every example (a kernel reading a cell it never
     wrote would be refused, and its exact recomputation would hide the bug)."""
-    recomputed = []
-    real = cpu_module.CPUBackend._forward_backward_log
-
-    def spy(self, problem, checkpoint):
-        recomputed.append(len(problem.lengths))
-        return real(self, problem, checkpoint)
-
-    monkeypatch.setattr(cpu_module.CPUBackend, "_forward_backward_log", spy)
+    recomputed = log_space_recomputations
     rng = np.random.default_rng(5)
     for frames, checkpoint in ((1, None), (7, None), (40, None), (300, 7)):
         e = _log_softmax(rng.normal(size=(6, frames, 6))).astype(dtype)
@@ -204,18 +197,11 @@ def test_target_layouts_agree():
                                rtol=1e-6)
 
 
-def test_refused_examples_are_the_exact_log_space_result(monkeypatch):
+def test_refused_examples_are_the_exact_log_space_result(log_space_recomputations):
     """Confident but wrong predictions make the probability-space check refuse
     examples; the fused path recomputes exactly those with the float64 log-space
     kernel, as the graph path does: the same bits as the float64 reference."""
-    recomputed = []
-    real = cpu_module.CPUBackend._forward_backward_log
-
-    def spy(self, problem, checkpoint):
-        recomputed.append(len(problem.lengths))
-        return real(self, problem, checkpoint)
-
-    monkeypatch.setattr(cpu_module.CPUBackend, "_forward_backward_log", spy)
+    recomputed = log_space_recomputations
     rng = np.random.default_rng(3)
     e = _log_softmax(10 * rng.normal(size=(4, 1000, 16))).astype(np.float32)
     e[3] = _log_softmax(rng.normal(size=(1000, 16)))  # a clean one
