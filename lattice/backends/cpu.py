@@ -376,9 +376,10 @@ class CPUBackend(Backend):
       state has more in- (out-) arcs than this; 0 always runs the CSR loops;
     * ``serial_work`` (default 50,000): batches with fewer (frame x (state + arc))
       steps run on the calling thread;
-    * ``probability_space`` (default True): forward-backward of a banded batch in
-      probability space with a double recursion (exact for float32, and faster);
-      False runs the log-space kernels of the input's dtype;
+    * ``probability_space`` (default True): forward-backward of a banded batch, and
+      the CTC forward from the targets, in probability space with a double
+      recursion (exact for float32, and faster); False runs the log-space kernels
+      of the input's dtype;
     * ``workspace_cache`` (default 64 MiB): the kernels' workspaces are kept between
       calls, per Python thread, up to this many bytes (a fresh one costs a page
       fault per 4 KiB at its first write: 4.4 of the 6.4 ms of one 1000-frame CTC
