@@ -56,6 +56,14 @@ def _full_alpha_rows(S, A, K, table):
     }
 
 
+def _ctc_prob_rows(S, T, C):
+    """The per-thread rows both probability-space CTC kernels (_ctc.pxi.tp) use, for
+    graphs of at most S states (K = (S - 1) / 2 symbols), T frames and C classes:
+    CA_t, m_t and c_t per frame, the per-example rows and the class map."""
+    return {"frames": ("double", 3 * T), "work": ("double", 11 * ((S - 1) // 2 + 2)),
+            "iwork": ("int32", S + C)}
+
+
 def _ctc_graph_rows(kind, S):
     """The per-thread rows of one CTC graph of S states (_ctc.pxi.tp): the band table,
     start and final weights in ``kind``, and the labels."""
@@ -120,19 +128,15 @@ WORKSPACES = {
     # log-space forward it continues in after an underflow
     "ctc_forward_prob": lambda S, A, K, table, T=1, C=1: {
         **WORKSPACES["ctc_forward_banded"](S, A, K, table),
+        **_ctc_prob_rows(S, T, C),
         "ring": ("double", 2 * (S + BAND_PAD) + BAND_PAD),
         "backup": ("double", S + 1),
-        "frames": ("double", 3 * T),
-        "work": ("double", 11 * ((S - 1) // 2 + 2)),
-        "iwork": ("int32", S + C),
     },
     "ctc_forward_backward_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1, C=1: {
         "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
         "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
                            "table"),
-        "frames": ("double", 3 * T),
-        "work": ("double", 11 * ((S - 1) // 2 + 2)),
-        "iwork": ("int32", S + C),
+        **_ctc_prob_rows(S, T, C),
     },
     "forward_backward": lambda S, A, K, table, checkpoint=INT32_MAX: {
         "alpha": ("float", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
