@@ -215,10 +215,12 @@ def ctc_score(emissions, targets, lengths=None, target_lengths=None, blank=0):
 
     The numbers of ``lattice.forward(emissions, lattice.build_batch("ctc",
     targets, blank=blank), lengths)`` to the numerical contract of the float64
-    log-space result, with less preparation per call (see the module's
-    docstring): on the CPU a probability-space recursion in double, which goes on
-    in log space (in the input's dtype) from its last clean frame if it
-    underflows, so it is never silently wrong.
+    log-space result (within 1e-6 relative for float32 inputs, 1e-10 for
+    float64), with less preparation per call (see the module's docstring): on the
+    CPU a probability-space recursion in double, which goes on in log space from
+    its last clean frame if it underflows or meets emissions it cannot scale (its
+    rows lowered by the previous row's best cell, and in double past 4096 frames),
+    so it is never silently wrong.
 
     Parameters
     ----------

@@ -1,11 +1,12 @@
 """CTC without a graph batch (lattice/fused.py, _ctc.pxi.tp; issue 19's lean path).
 
-The fused kernels write each example's CTC graph inside the kernel and run the
-banded kernels' own recursion on it, so every result must be the graph path's bit
-for bit: ``lattice.forward`` / ``lattice.forward_backward`` of
-``lattice.build_batch("ctc", targets, blank=blank)``. The graph path is in turn
-tested against brute-force enumeration and torch's ctc_loss (test_forward.py,
-test_ctc_torch.py, test_probability_space.py).
+The fused kernels write each example's CTC graph inside the kernel and run
+probability-space recursions of their own on it (continued in log space where they
+cannot), so every result must be within the numerical contract of the float64
+log-space result of the graph path: ``lattice.forward`` /
+``lattice.forward_backward`` of ``lattice.build_batch("ctc", targets,
+blank=blank)``, itself tested against brute-force enumeration and torch's ctc_loss
+(test_forward.py, test_ctc_torch.py, test_probability_space.py).
 """
 
 import numpy as np
@@ -171,6 +172,30 @@ def test_the_forward_continues_in_log_space_after_an_underflow(dtype):
     with CPU.options(probability_space=False):
         want = lattice.ctc_score(e.astype(np.float64), targets)
     tol = 1e-6 if dtype == np.float32 else 1e-10
+    assert np.all(np.abs(score - want) <= tol * np.abs(want))
+
+
+@pytest.mark.parametrize("frames, classes, symbols, tol", [
+    (4000, 64, 600, 1e-6),  # the float32 log-space continuation, its rows lowered
+    (8000, 32, 800, 1.2e-7),  # past CTC_FORWARD_DOUBLE_FRAMES: in double
+])
+def test_long_confident_float32_forwards_are_within_the_contract(frames, classes, symbols,
+                                                                 tol):
+    """Confident predictions (logits x10: refused by the probability-space check,
+    so the forward runs in log space from frame 0) over thousands of frames. A
+    float32 log-space row holding running totals of 1e4 - 1e5 nats loses about
+    6e-8 of them a frame: 2e-6 relative after 4000 frames (the graph path's
+    float32 forward), so the rows are lowered by the largest cell of the row
+    before (9e-8), and past 4096 frames the continuation runs in double: 2e-8 at
+    T = 8000, where the lowered float32 rows were at 3.5e-7. 1.2e-7 is two
+    roundings of the float32 score."""
+    rng = np.random.default_rng(0)
+    e = _log_softmax(10 * rng.standard_normal((2, frames, classes)))
+    targets = list(rng.integers(1, classes, size=(2, symbols)))
+    e32 = e.astype(np.float32)
+    score = lattice.ctc_score(e32, targets).astype(np.float64)
+    with CPU.options(probability_space=False):
+        want = lattice.forward(e32.astype(np.float64), lattice.build_batch("ctc", targets))
     assert np.all(np.abs(score - want) <= tol * np.abs(want))
 
 

@@ -131,6 +131,10 @@ WORKSPACES = {
         **_ctc_prob_rows(S, T, C),
         "ring": ("double", 2 * (S + BAND_PAD) + BAND_PAD),
         "backup": ("double", S + 1),
+        # a float32 example's long continuation, in double: its graph, one frame's
+        # emissions of the classes its target uses
+        "graph64": ("double", (MAX_BAND + 2) * S + MAX_BAND - 1),
+        "row64": ("double", (S - 1) // 2 + 1),
     },
     "ctc_forward_backward_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1, C=1: {
         "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
@@ -687,7 +691,8 @@ class CPUBackend(Backend):
                 p.emissions, p.lengths, order, p.targets, p.offsets, p.target_lengths,
                 p.blank, p.band, w["ring"], w["backup"], w["frames"], w["work"],
                 w["iwork"], w["graph"], w["graph_labels"], w["scratch"],
-                w["bp_scratch"], scores, status, run.num_threads,
+                w["bp_scratch"], w["graph64"], w["row64"], scores, status,
+                run.num_threads,
             )  # fmt: skip
             order = order[status[order] != 0]  # those handed back, longest first
             if order.size == 0:
