@@ -175,12 +175,13 @@ def test_the_forward_continues_in_log_space_after_an_underflow(dtype):
     assert np.all(np.abs(score - want) <= tol * np.abs(want))
 
 
-@pytest.mark.parametrize("frames, classes, symbols, tol", [
-    (4000, 64, 600, 1e-6),  # the float32 log-space continuation, its rows lowered
-    (8000, 32, 800, 1.2e-7),  # past CTC_FORWARD_DOUBLE_FRAMES: in double
+@pytest.mark.parametrize("frames, classes, symbols, tol, uniform", [
+    (4000, 64, 600, 1e-6, 0),  # the float32 log-space continuation, its rows lowered
+    (8000, 32, 800, 1.2e-7, 0),  # past CTC_FORWARD_DOUBLE_FRAMES: in double
+    (6000, 32, 600, 1.2e-7, 150),  # the same, from a probability-space row
 ])
 def test_long_confident_float32_forwards_are_within_the_contract(frames, classes, symbols,
-                                                                 tol):
+                                                                 tol, uniform):
     """Confident predictions (logits x10: refused by the probability-space check,
     so the forward runs in log space from frame 0) over thousands of frames. A
     float32 log-space row holding running totals of 1e4 - 1e5 nats loses about
@@ -188,9 +189,11 @@ def test_long_confident_float32_forwards_are_within_the_contract(frames, classes
     float32 forward), so the rows are lowered by the largest cell of the row
     before (9e-8), and past 4096 frames the continuation runs in double: 2e-8 at
     T = 8000, where the lowered float32 rows were at 3.5e-7. 1.2e-7 is two
-    roundings of the float32 score."""
+    roundings of the float32 score. With uniform frames first, the forward starts
+    in probability space and continues from its last clean row."""
     rng = np.random.default_rng(0)
     e = _log_softmax(10 * rng.standard_normal((2, frames, classes)))
+    e[:, :uniform] = -np.log(classes)
     targets = list(rng.integers(1, classes, size=(2, symbols)))
     e32 = e.astype(np.float32)
     score = lattice.ctc_score(e32, targets).astype(np.float64)
