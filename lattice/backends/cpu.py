@@ -667,11 +667,12 @@ class CPUBackend(Backend):
 
     def ctc_forward(self, problem, graphs=None):
         """As :meth:`Backend.ctc_forward`: in probability space, continued in log
-        space from the last clean frame where the recursion underflows; the
-        examples it hands back (no complete path, a frame its check refuses) with
-        the banded log-space forward, as every example with probability space
-        switched off (:meth:`options`); with the banded kernels switched off, the
-        graph path on ``graphs(rows)``."""
+        space from the last clean frame where the recursion underflows or its
+        check refuses a frame; the examples it hands back (no complete path, an
+        empty target whose score is not finite) with the banded log-space forward,
+        as every example with probability space switched off (:meth:`options`);
+        with the banded kernels switched off, the graph path on
+        ``graphs(rows)``."""
         p = problem
         size, _, classes = p.emissions.shape
         dtype = p.emissions.dtype
