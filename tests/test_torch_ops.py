@@ -613,6 +613,71 @@ def test_lattice_score_grad_output_scaling_per_example():
     np.testing.assert_allclose(em.grad.numpy(), expected, rtol=1e-12, atol=1e-14)
 
 
+def _retained_graph_cases():
+    """(loss of x, x) makers whose backward hands over or scales its saved gradient
+    in place: sum (incoming gradient one) and mean reductions, a large gradient
+    (where backward skips a multiply by one) and per-example weights."""
+    def ctc(shape, reduction):
+        def make():
+            T, B, C = shape
+            g = torch.Generator().manual_seed(T + C)
+            x = torch.randn(T, B, C, generator=g).log_softmax(-1).requires_grad_()
+            targets = torch.randint(1, C, (B, 3), generator=g)
+            return ctc_loss(x, targets, (T,) * B, (3,) * B, reduction=reduction), x
+        make.__name__ = f"ctc_{reduction}_{T * B * C}"
+        return make
+
+    def weighted():
+        _, graphs, lengths, em = _score_problem(26)
+        em.requires_grad_()
+        w = torch.tensor([0.5, -2.0, 3.5], dtype=torch.float64)
+        return (lattice_score(em, graphs, lengths) * w).sum(), em
+
+    T, B, C = 8, 2, 5
+    makers = [ctc((T, B, C), "sum"), ctc((T, B, C), "mean"), weighted]
+    T, B, C = 64, 4, 4096  # 2^20 values: backward asks whether the scale is one
+    makers += [ctc((T, B, C), "sum"), ctc((T, B, C), "mean")]
+    return [pytest.param(m, id=m.__name__) for m in makers]
+
+
+@pytest.mark.parametrize("make", _retained_graph_cases())
+def test_every_backward_of_a_retained_graph_gets_the_same_gradient(make):
+    """backward scales the saved gradient in place and hands it over only when the
+    graph is freed after it: with retain_graph=True, three backwards accumulate
+    three times the gradient, and a gradient changed in place in between (as
+    ``zero_grad(set_to_none=False)`` does) does not change the next one."""
+    loss, x = make()
+    (expected,) = torch.autograd.grad(loss, x, retain_graph=True)
+    expected = expected.clone()
+    loss.backward(retain_graph=True)
+    loss.backward(retain_graph=True)
+    loss.backward(retain_graph=True)
+    torch.testing.assert_close(x.grad, 3 * expected, rtol=1e-6, atol=1e-7)
+    x.grad.zero_()
+    loss.backward(retain_graph=True)
+    torch.testing.assert_close(x.grad, expected, rtol=0, atol=0)
+    x.grad.mul_(7)
+    x.grad = None
+    loss.backward()  # the graph is freed: the saved gradient is handed over
+    torch.testing.assert_close(x.grad, expected, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()
+
+
+def test_a_loss_used_twice_in_one_backward_gets_both_gradients():
+    """One backward that reaches the op through two uses of its output gets the sum
+    of their gradients (the op's backward runs once, with the summed incoming
+    gradient)."""
+    T, B, C = 6, 2, 4
+    x = torch.randn(T, B, C, dtype=torch.float64).log_softmax(-1).requires_grad_()
+    targets = torch.tensor([[1, 2], [3, 3]])
+    loss = ctc_loss(x, targets, (T, T), (2, 2), reduction="none")
+    (expected,) = torch.autograd.grad(loss.sum(), x, retain_graph=True)
+    (2 * loss.sum() + loss[1]).backward()
+    torch.testing.assert_close(x.grad[:, 0], 2 * expected[:, 0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(x.grad[:, 1], 3 * expected[:, 1], rtol=1e-12, atol=0)
+
+
 @pytest.mark.skipif(brute_force is None, reason="tests/reference.py not available")
 @pytest.mark.parametrize("seed", range(6))
 def test_lattice_score_matches_brute_force(seed):

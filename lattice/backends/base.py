@@ -248,6 +248,13 @@ class Backend:
         ((2, 5, 3), True)
         """
         xp = self.xp
+        if emissions.ndim == 3:  # xp.zeros, not zeros_like: fresh zero pages (calloc)
+            b, t, c = (abs(s) for s in emissions.strides)
+            if b >= t >= c:
+                return xp.zeros(emissions.shape, dtype=emissions.dtype)
+            if t >= b >= c:
+                B, T, C = emissions.shape
+                return xp.zeros((T, B, C), dtype=emissions.dtype).transpose(1, 0, 2)
         grad = xp.zeros_like(emissions, order="K")
         if grad.ndim == 3 and grad.shape[2] > 1 and grad.strides[2] != grad.itemsize:
             grad = xp.zeros(emissions.shape, dtype=emissions.dtype)
