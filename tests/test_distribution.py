@@ -516,6 +516,19 @@ def test_entropy_gradients_finite_differences(time_dependent):
 # sampling: every draw a path, and the right frequencies
 
 
+def assert_forwards_log_z(log_z, forward):
+    """log Z of a distribution function is forward's: bit for bit in float64; for
+    float32 inputs both keep the contract (the distribution kernels run them in
+    float64, a banded forward lowers its rows in float32), so within 1e-6."""
+    if log_z.dtype == np.float64:
+        np.testing.assert_array_equal(log_z, forward)
+        return
+    finite = np.isfinite(forward)
+    np.testing.assert_array_equal(np.isfinite(log_z), finite)
+    np.testing.assert_array_equal(log_z[~finite], forward[~finite])
+    np.testing.assert_allclose(log_z[finite], forward[finite], rtol=1e-6, atol=1e-6)
+
+
 def check_samples(problem, num_samples, seed, emissions=None, rtol=1e-9, atol=1e-9):
     e = problem.emissions if emissions is None else emissions
     B, T, _ = e.shape
@@ -528,8 +541,7 @@ def check_samples(problem, num_samples, seed, emissions=None, rtol=1e-9, atol=1e
         arr = getattr(s, name)
         assert arr.shape == (B, num_samples, T) and arr.dtype == np.int32, name
     assert not np.isnan(s.scores).any()
-    # log Z is forward's, bit for bit
-    np.testing.assert_array_equal(s.log_z, lattice.forward(e, problem.graphs, **kw))
+    assert_forwards_log_z(s.log_z, lattice.forward(e, problem.graphs, **kw))
     for b in range(B):
         msg = f"example {b}"
         ref = problem.reference(b, e)
@@ -785,7 +797,7 @@ def check_token_posteriors(problem, emissions=None, atol=1e-10):
     assert post.occupancy.shape == post.onsets.shape == (B, T, K)
     assert post.occupancy.dtype == post.onsets.dtype == e.dtype
     np.testing.assert_array_equal(plain.occupancy, post.occupancy)
-    np.testing.assert_array_equal(post.log_z, lattice.forward(e, problem.graphs, **kw))
+    assert_forwards_log_z(post.log_z, lattice.forward(e, problem.graphs, **kw))
     lengths = np.full(B, T) if problem.lengths is None else problem.lengths
     np.testing.assert_array_equal(post.lengths, lengths)
     non_token = post.non_token
@@ -1262,8 +1274,7 @@ def test_ctc_same_bits_across_kernel_families_and_threads(dtype, weights, parall
     np.testing.assert_array_equal(expected["kbest_scores"][:, 0], ali.score)
     np.testing.assert_array_equal(expected["kbest_states"][:, 0], ali.states)
     np.testing.assert_array_equal(expected["kbest_arcs"][:, 0], ali.arcs)
-    np.testing.assert_array_equal(expected["sample_log_z"],
-                                  lattice.forward(e, gb, lens, **kw))
+    assert_forwards_log_z(expected["sample_log_z"], lattice.forward(e, gb, lens, **kw))
     slack = 1e-4 * np.abs(ali.score[:, None]) if dtype == np.float32 else 0
     assert np.all(expected["sample_scores"] <= expected["kbest_scores"][:, :1] + slack)
     assert np.all(expected["entropy"] > 0)

@@ -19,7 +19,12 @@ off with :meth:`CPUBackend.options` and compare). Forward-backward of a banded b
 runs in probability space instead (``_prob.pxi.tp``: a double recursion rescaled
 every frame, exact to the float64 log-space result for float32 inputs too, and
 faster); an example its consistency check refuses is recomputed with the float64
-log-space kernel (:meth:`CPUBackend._recompute_exactly`).
+log-space kernel (:meth:`CPUBackend._recompute_exactly`). The other float32 paths
+keep the same contract: forward-backward of general graphs and the distribution
+functions run in float64 (:func:`_in_float64`), and log-space forwards lower every
+row by its largest cell (the kernels' ``lower``; float64 past
+:data:`LOWERED_FORWARD_FRAMES` frames). With ``probability_space=False`` every path
+runs the log-space kernels of the input's dtype.
 """
 
 from __future__ import annotations
@@ -43,6 +48,41 @@ __all__ = ["CPUBackend", "WORKSPACES"]
 
 # kernel names end in the dtype's name (dtype.name costs microseconds per call)
 _DTYPE_NAME = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+# A float32 log-space forward lowers its rows (the kernels' ``lower``), which keeps
+# its scores within about 1e-7 of float64 up to this many frames; longer batches run
+# in float64 (as _ctc.pxi.tp's CTC_FORWARD_DOUBLE_FRAMES).
+LOWERED_FORWARD_FRAMES = 4096
+
+
+def _in_float64(p):
+    """Problem ``p`` with its emissions and weights in float64: the emissions in a
+    time-major (T, B, C) array if they were one (so that the gradients are too), else
+    C-contiguous; the weights C-contiguous, as the kernels read rows (a copy of a
+    broadcast row with ``astype(order="K")`` would not have unit inner strides)."""
+    e = p.emissions
+    size, frames, classes = e.shape
+    b, t, c = (abs(s) for s in e.strides)
+    if t >= b >= c:
+        emissions = np.empty((frames, size, classes)).transpose(1, 0, 2)
+    else:
+        emissions = np.empty(e.shape)
+    emissions[...] = e
+    return p._replace(
+        emissions=emissions, weight=np.ascontiguousarray(p.weight, dtype=np.float64),
+        start=np.ascontiguousarray(p.start, dtype=np.float64),
+        final=np.ascontiguousarray(p.final, dtype=np.float64),
+    )
+
+
+def _as_dtype(result, dtype, fields=None):
+    """A result tuple (:class:`Gradients`, :class:`Samples`, :class:`Posteriors`)
+    with its float arrays (``fields``: those named, default all; None stays None) in
+    ``dtype``."""
+    return result._replace(**{
+        name: getattr(result, name).astype(dtype, order="K")
+        for name in (fields or result._fields) if getattr(result, name) is not None
+    })
 
 
 def _full_alpha_rows(S, A, K, table):
@@ -384,10 +424,13 @@ class CPUBackend(Backend):
       state has more in- (out-) arcs than this; 0 always runs the CSR loops;
     * ``serial_work`` (default 50,000): batches with fewer (frame x (state + arc))
       steps run on the calling thread;
-    * ``probability_space`` (default True): forward-backward of a banded batch, and
-      the CTC forward from the targets, in probability space with a double
-      recursion (exact for float32, and faster); False runs the log-space kernels
-      of the input's dtype;
+    * ``probability_space`` (default True): float32 inputs keep the numerical
+      contract: forward-backward of a banded batch, and the CTC forward from the
+      targets, in probability space with a double recursion (exact, and faster);
+      forward-backward of other graphs, sampling, entropies and token posteriors
+      in float64; log-space forwards with every row lowered by its largest cell
+      (in float64 past 4096 frames). False runs the log-space kernels of the
+      input's dtype everywhere (the same bits on every path);
     * ``workspace_cache`` (default 64 MiB): the kernels' workspaces are kept between
       calls, per Python thread, up to this many bytes (a fresh one costs a page
       fault per 4 KiB at its first write: 4.4 of the 6.4 ms of one 1000-frame CTC
@@ -543,6 +586,13 @@ class CPUBackend(Backend):
 
     # -- the interface ---------------------------------------------------------------
 
+    def _exact_float32(self, p, semiring):
+        """Whether the float32 results of ``p`` keep the numerical contract of
+        :doc:`/theory` (``probability_space``, the default), so that its log-space
+        recursions lower their rows or run in float64."""
+        return (semiring == "log" and p.emissions.dtype == np.float32
+                and self._settings["probability_space"])
+
     def forward(self, problem, semiring):
         p = problem
         size = p.emissions.shape[0]
@@ -550,17 +600,20 @@ class CPUBackend(Backend):
         scores = np.empty(size, dtype=dtype)
         if size == 0:
             return scores
+        lower = self._exact_float32(p, semiring)
+        if lower and int(p.lengths.max(initial=0)) > LOWERED_FORWARD_FRAMES:
+            return self.forward(_in_float64(p), semiring).astype(dtype)
+        band_weight = self._band_weight(p)
         gb = p.batch
         d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
         run = _Run.of(p, self._settings)
-        band_weight = self._band_weight(p)
         if band_weight is not None:
             w = run.workspaces("forward_banded")
             self.kernel(f"forward_banded_{semiring}_{_DTYPE_NAME[dtype]}")(
                 p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
                 d.num_states, d.labels, gb.band,
                 band_weight, p.start, p.final, w["scratch"], w["bp_scratch"], scores,
-                run.num_threads,
+                run.num_threads, lower,
             )  # fmt: skip
         else:
             cap = self.ell_cap(gb)
@@ -570,7 +623,7 @@ class CPUBackend(Backend):
                 d.num_states, d.labels, d.src,
                 d.dst, d.in_ptr, d.in_arc, self._weight_view(p), p.start, p.final,
                 w["scratch"], w["work"], w["kwork"], w["bp_scratch"], cap, scores,
-                run.num_threads,
+                run.num_threads, lower,
             )  # fmt: skip
         return scores
 
@@ -580,6 +633,9 @@ class CPUBackend(Backend):
         if (len(problem.batch) and self._banded(problem)
                 and self._settings["probability_space"]):
             return self._forward_backward_prob(problem, checkpoint)
+        if self._exact_float32(problem, semiring):  # the general kernels, in float64
+            return _as_dtype(self._forward_backward_log(_in_float64(problem), checkpoint),
+                             problem.emissions.dtype)
         return self._forward_backward_log(problem, checkpoint)
 
     def _forward_backward_prob(self, p, checkpoint):
@@ -703,6 +759,7 @@ class CPUBackend(Backend):
             p.emissions, p.lengths, order, p.targets, p.offsets, p.target_lengths,
             p.blank, p.band, w["graph"], w["graph_labels"], w["scratch"],
             w["bp_scratch"], scores, run.num_threads,
+            dtype == np.float32 and self._settings["probability_space"],
         )  # fmt: skip
         return scores
 
@@ -869,6 +926,9 @@ class CPUBackend(Backend):
         return 0, placeholder, self.ell_cap(problem.batch)
 
     def sample(self, problem, num_samples, key):
+        if self._exact_float32(problem, "log"):
+            return _as_dtype(self.sample(_in_float64(problem), num_samples, key),
+                             problem.emissions.dtype, ("scores", "log_z"))
         p = problem
         size, frames, _ = p.emissions.shape
         dtype = p.emissions.dtype
@@ -930,6 +990,9 @@ class CPUBackend(Backend):
         return KBestPaths(scores, paths[0], paths[1], paths[2])
 
     def posteriors(self, problem, entropy, gradients, num_tokens, onsets=True):
+        if self._exact_float32(problem, "log"):
+            return _as_dtype(self.posteriors(_in_float64(problem), entropy, gradients,
+                                             num_tokens, onsets), problem.emissions.dtype)
         p = problem
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
