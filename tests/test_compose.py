@@ -556,8 +556,10 @@ def test_chain_of_a_unit_born_at_a_dead_units_address_is_built_from_it():
     old = C.symbol(C.SYMBOL, states=3)
     C.chain([1, 2], old, between=between)
     dead = id(old)
+    freed = weakref.ref(old.labels)  # the unit's own arrays die with it
     del old
     gc.collect()
+    assert freed() is None, "the dropped template is still alive"
     # new units (sharing base's arrays: small) are kept, so that each takes a free
     # block of memory until one takes old's; the list is allocated first, so that
     # its growth takes none
@@ -567,8 +569,8 @@ def test_chain_of_a_unit_born_at_a_dead_units_address_is_built_from_it():
         if id(new) == dead:
             break
         alive[i] = new
-    else:
-        pytest.fail("the dropped template was never freed: its id() was not reused")
+    else:  # the allocator decides: without the reuse this case cannot be built
+        pytest.skip("CPython gave the dropped template's address to no new unit")
     fast = C.chain([1, 2], new, between=between)
     slow = C.chain([1, 2], lambda c: substitute(new, c), between=between)
     assert fast.to_graph() == slow.to_graph()
