@@ -645,13 +645,13 @@ class _EngineFunction(torch.autograd.Function):
     gradient for each of those inputs that is not None; forward saves them, backward
     scales them by the incoming gradient.
 
-    A saved gradient serves one backward unless the graph is kept
-    (``retain_graph=True``): then backward scales it in place and hands it over
-    (not at all where the incoming gradient is all ones, as after ``reduction="sum"``,
-    and the gradient large), instead of writing a fresh tensor the size of the emissions. That
-    multiply and its fresh memory were 12% of a ``ctc_loss`` step at B = 8, T = 2000,
-    C = 512. With the graph kept, backward leaves them as they are and returns new
-    tensors, so a second backward sees the same gradients.
+    Unless the graph is kept (``retain_graph=True``), a saved gradient serves this
+    one backward, so backward scales it in place (not at all where the incoming
+    gradient is all ones and the gradient large) and hands it over, instead of
+    writing a fresh tensor the size of the emissions: that multiply and its fresh
+    memory were 12% of a ``ctc_loss`` step at B = 8, T = 2000, C = 512. With the
+    graph kept, backward leaves the saved gradients as they are and returns new
+    tensors, so every backward sees the same gradients.
 
     (A ``forward(ctx, ...)`` Function: ``torch.library.register_autograd`` or a
     ``setup_context`` costs 0.05-0.25 ms more per call, 3-15% of a small CTC loss; so
