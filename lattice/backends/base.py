@@ -231,12 +231,13 @@ class Backend:
         describes a NaN score."""
         return np.asarray(array)
 
-    def zeros_like_emissions(self, emissions):
-        """Zeros of the emissions' shape and dtype, in their memory order, to hold an
-        emission gradient. The (B, T, C) view of a time-major (T, B, C) input (torch's
-        layout) gets the same view of a (T, B, C) array, so the caller's transpose
-        back is contiguous and torch does not copy the gradient once more. Every
-        kernel takes any batch and frame strides; the class stride stays unit.
+    def zeros_like_emissions(self, emissions, dtype=None):
+        """Zeros of the emissions' shape and dtype (or ``dtype``), in their memory
+        order, to hold an emission gradient (or a copy of the emissions in another
+        dtype). The (B, T, C) view of a time-major (T, B, C) input (torch's layout)
+        gets the same view of a (T, B, C) array, so the caller's transpose back is
+        contiguous and torch does not copy the gradient once more. Every kernel
+        takes any batch and frame strides; the class stride stays unit.
 
         Examples
         --------
@@ -248,16 +249,17 @@ class Backend:
         ((2, 5, 3), True)
         """
         xp = self.xp
+        dtype = emissions.dtype if dtype is None else dtype
         if emissions.ndim == 3:  # xp.zeros, not zeros_like: fresh zero pages (calloc)
             b, t, c = (abs(s) for s in emissions.strides)
             if b >= t >= c:
-                return xp.zeros(emissions.shape, dtype=emissions.dtype)
+                return xp.zeros(emissions.shape, dtype=dtype)
             if t >= b >= c:
                 B, T, C = emissions.shape
-                return xp.zeros((T, B, C), dtype=emissions.dtype).transpose(1, 0, 2)
-        grad = xp.zeros_like(emissions, order="K")
+                return xp.zeros((T, B, C), dtype=dtype).transpose(1, 0, 2)
+        grad = xp.zeros_like(emissions, dtype=dtype, order="K")
         if grad.ndim == 3 and grad.shape[2] > 1 and grad.strides[2] != grad.itemsize:
-            grad = xp.zeros(emissions.shape, dtype=emissions.dtype)
+            grad = xp.zeros(emissions.shape, dtype=dtype)
         return grad
 
     def sample(self, problem: Problem, num_samples: int, key: int) -> Samples:

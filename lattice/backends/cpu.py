@@ -55,19 +55,14 @@ _DTYPE_NAME = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 LOWERED_FORWARD_FRAMES = 4096
 
 
-def _in_float64(p):
-    """Problem ``p`` with its emissions and weights in float64: the emissions in a
-    time-major (T, B, C) array if they were one (so that the gradients are too), else
-    C-contiguous; the weights C-contiguous, as the kernels read rows (a copy of a
-    broadcast row with ``astype(order="K")`` would not have unit inner strides)."""
-    e = p.emissions
-    size, frames, classes = e.shape
-    b, t, c = (abs(s) for s in e.strides)
-    if t >= b >= c:
-        emissions = np.empty((frames, size, classes)).transpose(1, 0, 2)
-    else:
-        emissions = np.empty(e.shape)
-    emissions[...] = e
+def _in_float64(backend, p):
+    """Problem ``p`` with its emissions and weights in float64: the emissions in their
+    memory order (``zeros_like_emissions``'s: time-major stays time-major, so the
+    gradients are too), the weights C-contiguous, as the kernels read rows (a copy
+    of a broadcast row with ``astype(order="K")`` would not have unit inner
+    strides)."""
+    emissions = backend.zeros_like_emissions(p.emissions, np.float64)
+    emissions[...] = p.emissions
     return p._replace(
         emissions=emissions, weight=np.ascontiguousarray(p.weight, dtype=np.float64),
         start=np.ascontiguousarray(p.start, dtype=np.float64),
@@ -602,7 +597,7 @@ class CPUBackend(Backend):
             return scores
         lower = self._exact_float32(p, semiring)
         if lower and int(p.lengths.max(initial=0)) > LOWERED_FORWARD_FRAMES:
-            return self.forward(_in_float64(p), semiring).astype(dtype)
+            return self.forward(_in_float64(self, p), semiring).astype(dtype)
         band_weight = self._band_weight(p)
         gb = p.batch
         d = gb.distinct  # the rows the kernels read (GraphBatch.graph_index)
@@ -634,8 +629,8 @@ class CPUBackend(Backend):
                 and self._settings["probability_space"]):
             return self._forward_backward_prob(problem, checkpoint)
         if self._exact_float32(problem, semiring):  # the general kernels, in float64
-            return _as_dtype(self._forward_backward_log(_in_float64(problem), checkpoint),
-                             problem.emissions.dtype)
+            exact = self._forward_backward_log(_in_float64(self, problem), checkpoint)
+            return _as_dtype(exact, problem.emissions.dtype)
         return self._forward_backward_log(problem, checkpoint)
 
     def _forward_backward_prob(self, p, checkpoint):
@@ -927,7 +922,7 @@ class CPUBackend(Backend):
 
     def sample(self, problem, num_samples, key):
         if self._exact_float32(problem, "log"):
-            return _as_dtype(self.sample(_in_float64(problem), num_samples, key),
+            return _as_dtype(self.sample(_in_float64(self, problem), num_samples, key),
                              problem.emissions.dtype, ("scores", "log_z"))
         p = problem
         size, frames, _ = p.emissions.shape
@@ -991,8 +986,9 @@ class CPUBackend(Backend):
 
     def posteriors(self, problem, entropy, gradients, num_tokens, onsets=True):
         if self._exact_float32(problem, "log"):
-            return _as_dtype(self.posteriors(_in_float64(problem), entropy, gradients,
-                                             num_tokens, onsets), problem.emissions.dtype)
+            exact = self.posteriors(_in_float64(self, problem), entropy, gradients,
+                                    num_tokens, onsets)
+            return _as_dtype(exact, problem.emissions.dtype)
         p = problem
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
