@@ -33,7 +33,7 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = ["lattice/_core.pyx.tp", "lattice/_dist.pxi.tp", "lattice/_prob.pxi.tp",
-             "lattice/_ctc.pxi.tp", "lattice/_rows.h.tp"]
+             "lattice/_graph_prob.pxi.tp", "lattice/_ctc.pxi.tp", "lattice/_rows.h.tp"]
 
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -126,7 +126,8 @@ def extensions():
         ["lattice/_core.pyx"],
         include_dirs=["lattice"],
         depends=["lattice/_vmath.h", "lattice/_rows.h", "lattice/_dist.pxi",
-                 "lattice/_prob.pxi", "lattice/_ctc.pxi", "lattice/_layout.py"],
+                 "lattice/_prob.pxi", "lattice/_graph_prob.pxi",
+                 "lattice/_ctc.pxi", "lattice/_layout.py"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

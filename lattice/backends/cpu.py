@@ -153,6 +153,18 @@ WORKSPACES = {
         "work": ("double", 2 * (MAX_BAND * S + MAX_BAND) + 8 * S + 5 * BAND_PAD),
         "iwork": ("int32", 7 * S + 1 + C),
     },
+    # general graphs in probability space (_graph_prob.pxi.tp): the rows of
+    # forward_backward_prob, and the per-example rows of
+    # _graph_prob_forward_backward_one_* (its weights in in- and out-arc order)
+    "forward_backward_graph_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1,
+    C=1: {
+        "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
+        "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
+                           "table"),
+        "frames": ("double", 2 * T),
+        "work": ("double", 4 * A + 9 * S + 1),
+        "iwork": ("int32", 2 * A + 7 * S + 1 + C),
+    },
     # CTC straight from the targets (_ctc.pxi.tp): the banded kernels' rows, and one
     # CTC graph per thread (its band table, start and final weights; its labels)
     "ctc_forward_banded": lambda S, A, K, table: {
@@ -271,6 +283,14 @@ def _zero_gradients(backend, problem):
         arcs = np.zeros((size, gb.max_arcs), dtype=dtype)
         indexed = _every_frame(arcs, frames)
     return emissions, arcs, indexed, start, final
+
+
+def _with_columns(array):
+    """A 2-D array, or a (rows, 1) placeholder of it if it has no columns: kernels
+    take the address of a row's first value even where they read none."""
+    if array.shape[1]:
+        return array
+    return np.zeros((array.shape[0], 1), dtype=array.dtype)
 
 
 def _zero_strides(size, width, dtype, ndim=2):
@@ -625,9 +645,11 @@ class CPUBackend(Backend):
     def forward_backward(self, problem, semiring="log", checkpoint=None):
         if semiring == "max":
             return self._best_path_gradients(problem, self.viterbi(problem, checkpoint))
-        if (len(problem.batch) and self._banded(problem)
-                and self._settings["probability_space"]):
-            return self._forward_backward_prob(problem, checkpoint)
+        if len(problem.batch) and self._settings["probability_space"]:
+            if self._banded(problem):
+                return self._forward_backward_prob(problem, checkpoint)
+            if not problem.time_dependent:
+                return self._forward_backward_graph_prob(problem, checkpoint)
         if self._exact_float32(problem, semiring):  # the general kernels, in float64
             exact = self._forward_backward_log(_in_float64(self, problem), checkpoint)
             return _as_dtype(exact, problem.emissions.dtype)
@@ -659,6 +681,40 @@ class CPUBackend(Backend):
             run.num_threads,
         )  # fmt: skip
         arc_grad[...] = gb.arc_values(grad_band)
+        result = Gradients(scores, grad_emissions, arc_grad, grad_start, grad_final)
+        refused = np.flatnonzero(status)
+        if refused.size:
+            self._recompute_exactly(p, refused, checkpoint, result)
+        return result
+
+    def _forward_backward_graph_prob(self, p, checkpoint):
+        """Forward-backward of general graphs in probability space
+        (_graph_prob.pxi.tp); the examples its check refuses are recomputed by
+        :meth:`_recompute_exactly`."""
+        size, frames, classes = p.emissions.shape
+        dtype = p.emissions.dtype
+        gb = p.batch
+        d = gb.distinct
+        scores = np.empty(size, dtype=dtype)
+        grad_emissions, arc_grad, _, grad_start, grad_final = _zero_gradients(self, p)
+        run = _Run.of(p, self._settings)
+        # the kernels take the address of row r's first value: a batch of graphs
+        # without arcs gets a row of one (unread) value
+        weight = _with_columns(np.ascontiguousarray(p.weight, dtype=np.float64))
+        start = np.ascontiguousarray(p.start, dtype=np.float64)
+        final = np.ascontiguousarray(p.final, dtype=np.float64)
+        sizes = {"T": int(p.lengths.max(initial=1)), "C": classes}
+        k = run.checkpoint("forward_backward_graph_prob", checkpoint, **sizes)
+        w = run.workspaces("forward_backward_graph_prob", checkpoint=k, **sizes)
+        status = np.zeros(size, dtype=np.int8)
+        self.kernel(f"forward_backward_graph_prob_{_DTYPE_NAME[dtype]}")(
+            p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
+            d.num_states, d.labels, _with_columns(d.src), _with_columns(d.dst),
+            d.in_ptr, _with_columns(d.in_arc), d.out_ptr, _with_columns(d.out_arc),
+            weight, start, final, w["alpha"], k, w["emission_table"], w["frames"],
+            w["work"], w["iwork"], grad_emissions, _with_columns(arc_grad),
+            grad_start, grad_final, scores, status, run.num_threads,
+        )  # fmt: skip
         result = Gradients(scores, grad_emissions, arc_grad, grad_start, grad_final)
         refused = np.flatnonzero(status)
         if refused.size:
