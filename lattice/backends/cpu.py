@@ -162,8 +162,8 @@ WORKSPACES = {
         "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
                            "table"),
         "frames": ("double", 2 * T),
-        "work": ("double", 4 * A + 9 * S + 1),
-        "iwork": ("int32", 2 * A + 7 * S + 1 + C),
+        "work": ("double", A + 4 * max(A, K * S) + 9 * S + 1),
+        "iwork": ("int32", 2 * max(A, K * S) + A + 7 * S + 1 + C),
     },
     # CTC straight from the targets (_ctc.pxi.tp): the banded kernels' rows, and one
     # CTC graph per thread (its band table, start and final weights; its labels)
@@ -704,8 +704,9 @@ class CPUBackend(Backend):
         start = np.ascontiguousarray(p.start, dtype=np.float64)
         final = np.ascontiguousarray(p.final, dtype=np.float64)
         sizes = {"T": int(p.lengths.max(initial=1)), "C": classes}
-        k = run.checkpoint("forward_backward_graph_prob", checkpoint, **sizes)
-        w = run.workspaces("forward_backward_graph_prob", checkpoint=k, **sizes)
+        cap = self.ell_cap(gb)
+        k = run.checkpoint("forward_backward_graph_prob", checkpoint, cap, **sizes)
+        w = run.workspaces("forward_backward_graph_prob", cap, checkpoint=k, **sizes)
         status = np.zeros(size, dtype=np.int8)
         self.kernel(f"forward_backward_graph_prob_{_DTYPE_NAME[dtype]}")(
             p.emissions, p.lengths, run.order, gb.graph_index, p.weight_index,
@@ -713,7 +714,7 @@ class CPUBackend(Backend):
             d.in_ptr, _with_columns(d.in_arc), d.out_ptr, _with_columns(d.out_arc),
             weight, start, final, w["alpha"], k, w["emission_table"], w["frames"],
             w["work"], w["iwork"], grad_emissions, _with_columns(arc_grad),
-            grad_start, grad_final, scores, status, run.num_threads,
+            grad_start, grad_final, scores, status, cap, run.num_threads,
         )  # fmt: skip
         result = Gradients(scores, grad_emissions, arc_grad, grad_start, grad_final)
         refused = np.flatnonzero(status)
