@@ -6,8 +6,10 @@ log-space recursion does not keep it over long inputs: a cell holding a running
 total of thousands of nats loses about 6e-8 of it a frame, and a posterior is the
 exp of a sum of two such cells. So, with ``probability_space`` on (the default),
 
-* forward-backward of a general (ELL, CSR) graph, and the distribution functions
-  (sampling, entropy, token posteriors), run their float32 inputs in float64;
+* forward-backward of a general (ELL, CSR) graph runs in probability space with a
+  double recursion (_graph_prob.pxi.tp; time-dependent weights in float64), and
+  the distribution functions (sampling, entropy, token posteriors) run their
+  float32 inputs in float64;
 * the forward of a banded batch lowers every row by the largest cell of the row
   before (the offsets summed in double) up to 4096 frames, and runs longer batches,
   and general graphs, in float64.

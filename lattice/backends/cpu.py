@@ -18,10 +18,12 @@ Log-space kernels of all three give the same bits (the tests switch the first tw
 off with :meth:`CPUBackend.options` and compare). Forward-backward of a banded batch
 runs in probability space instead (``_prob.pxi.tp``: a double recursion rescaled
 every frame, exact to the float64 log-space result for float32 inputs too, and
-faster); an example its consistency check refuses is recomputed with the float64
-log-space kernel (:meth:`CPUBackend._recompute_exactly`). The other float32 paths
-keep the same contract: forward-backward of general graphs and the distribution
-functions run in float64 (:func:`_in_float64`), and log-space forwards lower every
+faster), and so does that of general graphs with static weights
+(``_graph_prob.pxi.tp``: ELL row functions where the degrees allow, CSR loops
+otherwise); an example their consistency check refuses is recomputed with the
+float64 log-space kernel (:meth:`CPUBackend._recompute_exactly`). The other float32
+paths keep the same contract: forward-backward with time-dependent weights and the
+distribution functions run in float64 (:func:`_in_float64`), and log-space forwards lower every
 row by its largest cell (the kernels' ``lower``; float64 past
 :data:`LOWERED_FORWARD_FRAMES` frames). With ``probability_space=False`` every path
 runs the log-space kernels of the input's dtype.
@@ -441,9 +443,10 @@ class CPUBackend(Backend):
       steps run on the calling thread;
     * ``probability_space`` (default True): float32 inputs keep the numerical
       contract: forward-backward of a banded batch, and the CTC forward from the
-      targets, in probability space with a double recursion (exact, and faster);
-      forward-backward of other graphs, sampling, entropies and token posteriors
-      in float64; log-space forwards with every row lowered by its largest cell
+      targets, and of general graphs with static weights, in probability space
+      with a double recursion (exact, and faster); forward-backward with
+      time-dependent weights, sampling, entropies and token posteriors in
+      float64; log-space forwards with every row lowered by its largest cell
       (in float64 past 4096 frames). False runs the log-space kernels of the
       input's dtype everywhere (the same bits on every path);
     * ``workspace_cache`` (default 64 MiB): the kernels' workspaces are kept between
