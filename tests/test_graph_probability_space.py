@@ -14,7 +14,8 @@ import pytest
 
 import lattice
 from lattice.backends import cpu as cpu_module
-from test_probability_space import _assert_within_contract, _log_softmax, _reference
+from test_probability_space import (  # noqa: F401 (refused: a fixture)
+    _assert_within_contract, _log_softmax, _reference, refused)
 
 CPU = lattice.backends.get_backend("cpu")
 
@@ -71,21 +72,6 @@ def _float32_exact(x):
     result of the inputs as the float32 problem holds them (its weights in float32,
     as its emissions)."""
     return np.asarray(x, np.float32).astype(np.float64)
-
-
-@pytest.fixture
-def refused(monkeypatch):
-    """The examples the probability-space kernels hand to the exact recomputation,
-    call by call."""
-    calls = []
-    real = cpu_module.CPUBackend._recompute_exactly
-
-    def spy(self, p, rows, checkpoint, result):
-        calls.append(rows.tolist())
-        return real(self, p, rows, checkpoint, result)
-
-    monkeypatch.setattr(cpu_module.CPUBackend, "_recompute_exactly", spy)
-    return calls
 
 
 @pytest.fixture
