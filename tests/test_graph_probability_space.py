@@ -120,9 +120,10 @@ def test_weight_overrides_and_shared_graphs_within_contract(dtype, refused):
     gb = lattice.batch(graphs)
     assert len(gb.distinct) == 2
     e = _log_softmax(rng.normal(size=(5, 25, 5))).astype(dtype)
-    for weights in ({}, {"arc_weights": rng.normal(size=(5, gb.max_arcs)).astype(dtype),
-                         "start_weights": rng.normal(size=(5, gb.max_states)).astype(dtype),
-                         "final_weights": rng.normal(size=(5, gb.max_states)).astype(dtype)}):
+    per_example = {"arc_weights": (5, gb.max_arcs), "start_weights": (5, gb.max_states),
+                   "final_weights": (5, gb.max_states)}
+    per_example = {k: rng.normal(size=v).astype(dtype) for k, v in per_example.items()}
+    for weights in ({}, per_example):
         got = lattice.forward_backward(e, gb, **weights)
         _assert_within_contract(got, _reference(e, graphs, **weights), dtype)
     assert refused == []

@@ -23,8 +23,8 @@ faster), and so does that of general graphs with static weights
 otherwise); an example their consistency check refuses is recomputed with the
 float64 log-space kernel (:meth:`CPUBackend._recompute_exactly`). The other float32
 paths keep the same contract: forward-backward with time-dependent weights and the
-distribution functions run in float64 (:func:`_in_float64`), and log-space forwards lower every
-row by its largest cell (the kernels' ``lower``; float64 past
+distribution functions run in float64 (:func:`_in_float64`), and log-space forwards
+lower every row by its largest cell (the kernels' ``lower``; float64 past
 :data:`LOWERED_FORWARD_FRAMES` frames). With ``probability_space=False`` every path
 runs the log-space kernels of the input's dtype.
 """
