@@ -96,9 +96,10 @@ def _full_alpha_rows(S, A, K, table):
 def _ctc_prob_rows(S, T, C):
     """The per-thread rows both probability-space CTC kernels (_ctc.pxi.tp) use, for
     graphs of at most S states (K = (S - 1) / 2 symbols), T frames and C classes:
-    CA_t, m_t and c_t per frame, the per-example rows and the class map."""
-    return {"frames": ("double", 3 * T), "work": ("double", 11 * ((S - 1) // 2 + 2)),
-            "iwork": ("int32", S + C)}
+    CA_t, m_t, c_t and N_t per frame, the per-example rows, the class map and the
+    class tables of the emission gradient."""
+    return {"frames": ("double", 4 * T), "work": ("double", 11 * ((S - 1) // 2 + 2)),
+            "iwork": ("int32", 4 * S + C)}
 
 
 def _ctc_graph_rows(kind, S):
