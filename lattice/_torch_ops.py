@@ -534,11 +534,11 @@ def _sequence_score(emissions, targets, input_lengths, target_lengths, builder, 
 
 
 def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
-                     needs_grad, checkpoint):
+                     needs_grad, checkpoint, negate=False):
     """The results of :func:`_ctc_score` from the fused CTC kernels (lattice.fused),
     or None where the graph path must run instead: a backend without them, a bad
     input (the graph path's checks then say what is wrong, in this layer's
-    words), or a NaN or +inf score (the graph path handles ``nan``)."""
+    words), or a NaN or +inf log-likelihood (the graph path handles ``nan``)."""
     if emissions.is_cuda:  # the GPU backend has no fused kernels
         return None
     em = to_engine(emissions, compute_dtype(emissions.dtype))
@@ -553,13 +553,16 @@ def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
         return None
     if needs_grad:
         score, grad = backend.ctc_forward_backward(
-            p, _checkpoint(checkpoint), lambda rows: fused.ctc_graphs(p, rows)
+            p, _checkpoint(checkpoint), lambda rows: fused.ctc_graphs(p, rows),
+            negate=negate,
         )
     else:
         score = backend.ctc_forward(p, lambda rows: fused.ctc_graphs(p, rows))
+        if negate:
+            score = np.negative(score, out=score)
         grad = None
     total = float(score.sum())
-    if np.isnan(total) or total == np.inf:
+    if np.isnan(total) or total == (-np.inf if negate else np.inf):
         return None
     # an empty input explains an empty target with probability 1 (as in torch)
     empty = (p.lengths == 0) & (p.target_lengths == 0)
@@ -570,13 +573,17 @@ def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
 
 @torch_errors
 def _ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan,
-               checkpoint=-1):
+               checkpoint=-1, negate=False):
     result = _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
-                              needs_grad, checkpoint)
+                              needs_grad, checkpoint, negate)
     if result is not None:
         return result
-    return _sequence_score(emissions, targets, input_lengths, target_lengths, "ctc",
-                           {"blank": blank}, "log", needs_grad, nan, checkpoint)
+    score, grads = _sequence_score(emissions, targets, input_lengths, target_lengths,
+                                   "ctc", {"blank": blank}, "log", needs_grad, nan,
+                                   checkpoint)
+    if negate:
+        score, grads = -score, [-g for g in grads]
+    return score, grads
 
 
 @torch_errors
@@ -587,7 +594,7 @@ def _options_sequence_score(emissions, targets, input_lengths, target_lengths, b
 
 
 def _fake_ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad,
-                    nan, checkpoint=-1):
+                    nan, checkpoint=-1, negate=False):
     return _fake_outputs(emissions, [emissions] if needs_grad else [])
 
 
@@ -617,7 +624,8 @@ _OPS = {
     ),
     "ctc_score": (
         "(Tensor emissions, Tensor targets, Tensor input_lengths, Tensor target_lengths, "
-        "SymInt blank, bool needs_grad, str nan, int checkpoint=-1) -> (Tensor, Tensor[])",
+        "SymInt blank, bool needs_grad, str nan, int checkpoint=-1, bool negate=False) "
+        "-> (Tensor, Tensor[])",
         _ctc_score, _fake_ctc_score,
     ),
     "sequence_score": (
@@ -752,12 +760,15 @@ def graph_entropy(emissions, frame_weights, arc_weights, start_weights, final_we
 
 
 def ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan,
-              checkpoint=-1):
+              checkpoint=-1, negate=False):
     """CTC log-likelihoods of (B, T, C) emissions, differentiable with respect to
-    them (the op computes the gradient in the same pass if ``needs_grad``)."""
+    them (the op computes the gradient in the same pass if ``needs_grad``); with
+    ``negate``, the CTC losses (minus them), whose gradient the kernel writes
+    negated: a loss's backward then multiplies it by nothing (``reduction="sum"``)
+    or once (``"mean"``), never once more to negate it."""
     return _EngineFunction.apply(
         torch.ops.lattice.ctc_score.default, 1, emissions, targets, input_lengths,
-        target_lengths, blank, needs_grad, nan, checkpoint,
+        target_lengths, blank, needs_grad, nan, checkpoint, negate,
     )  # fmt: skip
 
 

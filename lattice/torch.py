@@ -508,12 +508,15 @@ def _sequence_inputs(log_probs, targets, input_lengths, target_lengths):
 
 def _loss(score, seq, reduction, zero_infinity):
     """The reduced negative log-likelihood of the scores from an op."""
+    return _reduced(-score, seq, reduction, zero_infinity)
+
+
+def _reduced(nll, seq, reduction, zero_infinity):
+    """The reduction of the negative log-likelihoods ``nll`` (B,)."""
     if zero_infinity:
         # an impossible example contributes a zero loss and a zero gradient; a NaN
         # stays NaN, as in torch
-        score = torch.where(torch.isinf(score), score.detach(), score)
-    nll = -score
-    if zero_infinity:
+        nll = torch.where(torch.isinf(nll), nll.detach(), nll)
         nll = torch.where(torch.isinf(nll), torch.zeros_like(nll), nll)
     if reduction == "none":
         return nll.squeeze(0) if seq.unbatched else nll
@@ -620,11 +623,13 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     blank = _check_blank(blank)
     code = _torch_ops.checkpoint_code(checkpoint)
     seq = _sequence_inputs(log_probs, targets, input_lengths, target_lengths)
-    score = _torch_ops.ctc_score(
+    # the op returns the losses and their gradient (negated in the kernel, not by
+    # a pass of torch's over the gradient)
+    nll = _torch_ops.ctc_score(
         seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, blank,
-        _needs_grad(seq.emissions), nan, code,
+        _needs_grad(seq.emissions), nan, code, True,
     )  # fmt: skip
-    return _loss(score, seq, reduction, zero_infinity)
+    return _reduced(nll, seq, reduction, zero_infinity)
 
 
 class CTCLoss(torch.nn.Module):

@@ -103,6 +103,62 @@ def test_against_the_float64_log_space_reference(dtype, batch, checkpoint):
         _assert_same_bits(got.emission_grad, full.emission_grad)
 
 
+def _poisoned_gradients(monkeypatch):
+    """Fill the uninitialised gradients the CPU backend hands the fused kernel with
+    NaN: a value the kernel leaves unwritten then shows."""
+    real = cpu_module.CPUBackend.empty_like_emissions
+
+    def poisoned(self, emissions, dtype=None):
+        out = real(self, emissions, dtype)
+        out.fill(np.nan)
+        return out
+
+    monkeypatch.setattr(cpu_module.CPUBackend, "empty_like_emissions", poisoned)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=40, deadline=None)
+@given(batch=ctc_batches(), checkpoint=st.sampled_from([None, 2]))
+def test_the_kernel_writes_every_gradient_value(dtype, batch, checkpoint):
+    """The gradient is allocated without zeroing: the kernel writes every value
+    itself (the classes a target does not use, the frames past an input's length,
+    empty inputs and empty targets), and the examples it refuses are overwritten
+    whole; with NaN where nothing was written, the results are still within the
+    contract (a kernel that skips the zeros of one of those cases fails)."""
+    e, targets, lengths, blank = batch
+    e = e.astype(dtype)
+    with pytest.MonkeyPatch.context() as mp:
+        _poisoned_gradients(mp)
+        got = lattice.ctc_forward_backward(e, targets, lengths, blank=blank,
+                                           checkpoint=checkpoint)
+    _assert_within_contract(got, e, targets, lengths, blank)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_negate_gives_exactly_the_negated_numbers(dtype, log_space_recomputations):
+    """negate=True (what ctc_loss asks for) gives minus the scores, bit for bit,
+    and minus the gradients (as numbers: a zero may be -0 or +0), on every path: examples the kernel keeps, those it
+    refuses (recomputed in log space), empty targets and inputs, targets that do
+    not fit, and the graph path the kernel options select."""
+    rng = np.random.default_rng(21)
+    e = _log_softmax(rng.normal(size=(6, 60, 7)))
+    e[1] = _log_softmax(40 * rng.normal(size=(60, 7)))  # refused
+    e = e.astype(dtype)
+    targets = [[1, 2, 2, 3], rng.integers(1, 7, size=20), [], [4, 5], [6] * 40, [3]]
+    lengths = np.array([60, 60, 50, 0, 60, 33])
+    backend, p = lattice.fused.ctc_problem(e, targets, lengths)
+    graphs = lambda rows: lattice.fused.ctc_graphs(p, rows)  # noqa: E731
+    for options in ({}, {"probability_space": False}, {"banded": False}):
+        with CPU.options(**options):
+            score, grad = backend.ctc_forward_backward(p, None, graphs)
+            nll, neg = backend.ctc_forward_backward(p, None, graphs, negate=True)
+        _assert_same_bits(nll, -score)
+        assert neg.dtype == grad.dtype
+        np.testing.assert_array_equal(neg, -grad)  # the same numbers (zeros: any sign)
+    assert 1 in log_space_recomputations
+    assert np.isposinf(nll[[3, 4]]).all() and not neg[[3, 4]].any()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_long_inputs_and_tight_bands(dtype):
     """T = 3000 against T = K + repeats (a single path), one frame, a blank-only
@@ -398,9 +454,9 @@ def test_ctc_loss_runs_the_fused_kernels(monkeypatch):
     for name in ("ctc_forward", "ctc_forward_backward"):
         real = getattr(cpu_module.CPUBackend, name)
 
-        def spy(self, *args, _real=real, _name=name):
+        def spy(self, *args, _real=real, _name=name, **kwargs):
             used.append(_name)
-            return _real(self, *args)
+            return _real(self, *args, **kwargs)
 
         monkeypatch.setattr(cpu_module.CPUBackend, name, spy)
     g = torch.Generator().manual_seed(0)
@@ -418,6 +474,37 @@ def test_ctc_loss_runs_the_fused_kernels(monkeypatch):
     assert loss.item() == pytest.approx(-float(fb.score.sum()), rel=1e-6)
     assert torch.equal(lp.grad, -torch.from_numpy(fb.emission_grad).transpose(0, 1))
     assert lp.grad.is_contiguous()  # the engine's gradient, no copy to torch's layout
+
+
+def test_ctc_loss_multiplies_its_gradient_only_to_reduce(monkeypatch):
+    """The fused kernel writes the loss's gradient (negated in the kernel): with
+    reduction="sum" the backward hands it over unscaled (no pass over 2^20
+    values to negate it), with "mean" it scales it once."""
+    scaled = []
+    real = torch.Tensor.mul_
+
+    def spy(self, other):
+        scaled.append(self.numel())
+        return real(self, other)
+
+    monkeypatch.setattr(torch.Tensor, "mul_", spy)
+    g = torch.Generator().manual_seed(3)
+    lp = torch.randn(1024, 2, 512, generator=g).log_softmax(-1).requires_grad_()
+    targets = torch.randint(1, 512, (2, 30), generator=g)
+    lengths, target_lengths = torch.tensor([1024, 700]), torch.tensor([30, 21])
+    fb = lattice.ctc_forward_backward(lp.detach().transpose(0, 1).numpy(),
+                                      targets.numpy(), lengths.numpy(),
+                                      target_lengths.numpy())
+    for reduction, calls in (("sum", []), ("mean", [lp.numel()])):
+        lp.grad = None
+        scaled.clear()
+        lattice.torch.ctc_loss(lp, targets, lengths, target_lengths,
+                               reduction=reduction).backward()
+        assert scaled == calls
+    lp.grad = None
+    lattice.torch.ctc_loss(lp, targets, lengths, target_lengths,
+                           reduction="sum").backward()
+    assert torch.equal(lp.grad, -torch.from_numpy(fb.emission_grad).transpose(0, 1))
 
 
 def test_ctc_loss_falls_back_on_nan_and_bad_input():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import lattice
+import lattice.backends.cpu  # noqa: F401 (monkeypatched below)
 from reference import logsumexp
 from test_denominator import CORPUS, DirectNGram, collapse
 
@@ -368,9 +369,9 @@ def test_checkpointed_equals_full(checkpoint, monkeypatch):
         asked.append(kwargs.get("checkpoint"))
         return real(*args, **kwargs)
 
-    def spy_ctc(self, problem, checkpoint=None, graphs=None):  # the fused CTC term
+    def spy_ctc(self, problem, checkpoint=None, graphs=None, negate=False):  # fused CTC
         asked.append(checkpoint)
-        return real_ctc(self, problem, checkpoint, graphs)
+        return real_ctc(self, problem, checkpoint, graphs, negate)
 
     monkeypatch.setattr(lattice._torch_ops.engine, "forward_backward", spy)
     monkeypatch.setattr(lattice.backends.cpu.CPUBackend, "ctc_forward_backward", spy_ctc)

@@ -819,24 +819,30 @@ class CPUBackend(Backend):
         )  # fmt: skip
         return scores
 
-    def ctc_forward_backward(self, problem, checkpoint=None, graphs=None):
-        """As :meth:`Backend.ctc_forward_backward`: in probability space; the
-        examples its check refuses are recomputed with the float64 log-space kernel
-        on ``graphs(rows)``, as :meth:`forward_backward` does. With the banded or
+    def ctc_forward_backward(self, problem, checkpoint=None, graphs=None,
+                             negate=False):
+        """As :meth:`Backend.ctc_forward_backward`: in probability space (the
+        kernel writes the whole gradient, negated with ``negate``); the examples
+        its check refuses are recomputed with the float64 log-space kernel on
+        ``graphs(rows)``, as :meth:`forward_backward` does. With the banded or
         probability-space kernels switched off (:meth:`options`), the whole batch
         runs on the graph path."""
         p = problem
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
+        sign = -1 if negate else 1
         if not (self._settings["banded"] and self._settings["probability_space"]):
             gb = graphs(np.arange(size))
             result = self.forward_backward(self._ctc_graph_problem(p, gb, dtype),
                                            "log", checkpoint)
+            if negate:
+                return -result.score, np.negative(result.emission_grad,
+                                                  out=result.emission_grad)
             return result.score, result.emission_grad
         scores = np.empty(size, dtype=dtype)
-        grad = self.zeros_like_emissions(p.emissions)
         if size == 0:
-            return scores, grad
+            return scores, self.zeros_like_emissions(p.emissions)
+        grad = self.empty_like_emissions(p.emissions)
         run = self._ctc_run(p)
         sizes = {"T": int(p.lengths.max(initial=1)), "C": classes}
         k = run.checkpoint("ctc_forward_backward_prob", checkpoint, **sizes)
@@ -845,7 +851,7 @@ class CPUBackend(Backend):
         self.kernel(f"ctc_forward_backward_prob_{_DTYPE_NAME[dtype]}")(
             p.emissions, p.lengths, run.order, p.targets, p.offsets, p.target_lengths,
             p.blank, w["alpha"], k, w["emission_table"], w["frames"], w["work"],
-            w["iwork"], grad, scores, status, run.num_threads,
+            w["iwork"], grad, scores, status, negate, run.num_threads,
         )  # fmt: skip
         refused = np.flatnonzero(status)
         if refused.size:
@@ -853,8 +859,8 @@ class CPUBackend(Backend):
                 self._ctc_graph_problem(p, graphs(refused), np.float64, refused),
                 checkpoint,
             )
-            scores[refused] = exact.score
-            grad[refused] = exact.emission_grad
+            scores[refused] = sign * exact.score
+            grad[refused] = sign * exact.emission_grad
         return scores, grad
 
     def _forward_backward_log(self, problem, checkpoint):
