@@ -146,13 +146,13 @@ WORKSPACES = {
         "scratch": ("float", 4 * S + BAND_PAD),
     },
     # probability space (_prob.pxi.tp): the alpha table in double, the emission
-    # probabilities of a block's frames, CA_t and m_t per frame, the per-example
+    # probabilities of a block's frames, CA_t, m_t and N_t per frame, the per-example
     # rows of _prob_forward_backward_one_* and the class map
     "forward_backward_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1, C=1: {
         "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
         "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
                            "table"),
-        "frames": ("double", 2 * T),
+        "frames": ("double", 3 * T),
         "work": ("double", 2 * (MAX_BAND * S + MAX_BAND) + 8 * S + 5 * BAND_PAD),
         "iwork": ("int32", 7 * S + 1 + C),
     },
@@ -164,7 +164,7 @@ WORKSPACES = {
         "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
         "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
                            "table"),
-        "frames": ("double", 2 * T),
+        "frames": ("double", 3 * T),
         "work": ("double", A + 4 * max(A, K * S) + 9 * S + 1),
         "iwork": ("int32", 2 * max(A, K * S) + A + 7 * S + 1 + C),
     },
