@@ -635,11 +635,33 @@ _OPS = {
         _options_sequence_score, _fake_options_sequence_score,
     ),
 }  # fmt: skip
+#: each op's implementations (host, CUDA), which eager calls reach directly (_call)
+_EAGER = {}
 for _name, (_schema, _impl, _fake) in _OPS.items():
     _LIBRARY.define(_name + _schema)
     _LIBRARY.impl(_name, _impl, "CPU")
     _LIBRARY.impl(_name, _on_device(_impl), "CUDA")
     torch.library.register_fake(f"lattice::{_name}", _fake, lib=_LIBRARY)
+    _EAGER[getattr(torch.ops.lattice, _name).default] = (_impl, _on_device(_impl))
+
+
+def _call(op, args):
+    """``op(*args)``. In eager mode, on plain tensors, straight to the op's Python
+    implementation: the dispatcher's round trip from Python to C++ and back took
+    0.04 ms a call (5% of a CTC loss at B = 16, T = 200). Through the dispatcher
+    wherever torch traces or intercepts (torch.compile, a dispatch mode such as
+    make_fx's, tensor subclasses such as fake tensors), so that those see the op."""
+    impls = _EAGER.get(op)
+    if (impls is None or torch.compiler.is_compiling()
+            or torch._C._len_torch_dispatch_stack()):
+        return op(*args)
+    cuda = False
+    for t in args:
+        if isinstance(t, torch.Tensor):
+            if type(t) is not torch.Tensor and not isinstance(t, torch.nn.Parameter):
+                return op(*args)
+            cuda = cuda or t.is_cuda
+    return impls[cuda](*args)
 
 
 # ----------------------------------------------------------------------------------
@@ -668,7 +690,7 @@ class _EngineFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, op, differentiable, *args):
-        score, grads = op(*args)
+        score, grads = _call(op, args)
         ctx.save_for_backward(*grads)
         ctx.inputs = tuple(
             (i, t.dtype) for i, t in enumerate(args[:differentiable]) if t is not None

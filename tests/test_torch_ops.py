@@ -1595,3 +1595,34 @@ def test_plus_inf_where_a_target_reads_it_is_nan():
     assert torch.isnan(ctc_loss(lp, *args))
     with pytest.raises(FloatingPointError):
         ctc_loss(lp, *args, nan="raise")
+
+
+def test_eager_calls_skip_the_dispatcher_and_tracing_sees_the_op(monkeypatch):
+    """An eager call runs the op's Python implementation directly (no round trip
+    through the dispatcher); make_fx, which intercepts with a dispatch mode, still
+    records lattice::ctc_score as one op."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    import lattice._torch_ops as ops
+
+    op = torch.ops.lattice.ctc_score.default
+    host, cuda = ops._EAGER[op]
+    direct = []
+
+    def spy(*args):
+        direct.append(len(args))
+        return host(*args)
+
+    monkeypatch.setitem(ops._EAGER, op, (spy, cuda))
+    lp = torch.randn(20, 2, 5).log_softmax(-1).requires_grad_()
+    targets, lengths, target_lengths = (torch.tensor([[1, 2], [3, 3]]),
+                                        torch.tensor([20, 17]), torch.tensor([2, 2]))
+    loss = ctc_loss(lp, targets, lengths, target_lengths)
+    assert direct  # eager: the implementation itself
+    ref = F.ctc_loss(lp, targets, lengths, target_lengths)
+    assert torch.allclose(loss, ref)
+    direct.clear()
+    gm = make_fx(lambda x: ctc_loss(x, targets, lengths, target_lengths))(lp.detach())
+    assert not direct  # traced: through the dispatcher, recorded as the op
+    assert op in [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert torch.allclose(gm(lp.detach()), ref)
