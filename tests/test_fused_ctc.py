@@ -137,9 +137,10 @@ def test_the_kernel_writes_every_gradient_value(dtype, batch, checkpoint):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_negate_gives_exactly_the_negated_numbers(dtype, log_space_recomputations):
     """negate=True (what ctc_loss asks for) gives minus the scores, bit for bit,
-    and minus the gradients (as numbers: a zero may be -0 or +0), on every path: examples the kernel keeps, those it
-    refuses (recomputed in log space), empty targets and inputs, targets that do
-    not fit, and the graph path the kernel options select."""
+    and minus the gradients (as numbers: a zero may be -0 or +0), on every path:
+    examples the kernel keeps, those it refuses (recomputed in log space), empty
+    targets and inputs, targets that do not fit, and the graph path the kernel
+    options select."""
     rng = np.random.default_rng(21)
     e = _log_softmax(rng.normal(size=(6, 60, 7)))
     e[1] = _log_softmax(40 * rng.normal(size=(60, 7)))  # refused
