@@ -645,6 +645,13 @@ for _name, (_schema, _impl, _fake) in _OPS.items():
     _EAGER[getattr(torch.ops.lattice, _name).default] = (_impl, _on_device(_impl))
 
 
+def _dispatch_modes():
+    """How many torch dispatch modes are active (None where this torch cannot say:
+    then every call goes through the dispatcher)."""
+    count = getattr(torch._C, "_len_torch_dispatch_stack", None)
+    return None if count is None else count()
+
+
 def _call(op, args):
     """``op(*args)``. In eager mode, on plain tensors, straight to the op's Python
     implementation: the dispatcher's round trip from Python to C++ and back took
@@ -653,7 +660,7 @@ def _call(op, args):
     make_fx's, tensor subclasses such as fake tensors), so that those see the op."""
     impls = _EAGER.get(op)
     if (impls is None or torch.compiler.is_compiling()
-            or torch._C._len_torch_dispatch_stack()):
+            or _dispatch_modes() != 0):
         return op(*args)
     cuda = False
     for t in args:
