@@ -117,6 +117,8 @@ def _emission_grad(array, emissions):
     this is a view, but for layouts numpy and torch order differently (size-1
     axes, a strided class axis), which are copied."""
     grad = from_engine(array)
+    if grad.stride() == emissions.stride():  # a dense layout: empty_like's own
+        return grad
     like = torch.empty_like(emissions, dtype=grad.dtype)
     if like.stride() == grad.stride():
         return grad
