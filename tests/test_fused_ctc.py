@@ -388,6 +388,46 @@ def test_time_major_emissions_get_a_time_major_gradient():
     _assert_same_bits(np.ascontiguousarray(fb.emission_grad), want.emission_grad)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(16, 200, 32), (3, 7, 5), (1, 1, 1)])
+def test_the_gradient_rows_start_on_a_cache_line(dtype, shape):
+    """The CPU backend's gradient arrays start on a 64-byte boundary (numpy's own
+    sit 16 bytes past one, so neighbouring examples' rows, which two threads write
+    at once, shared cache lines), zeroed or not, in either layout."""
+    cpu = lattice.backends.get_backend("cpu")
+    B, T, C = shape
+    for emissions in (np.ones((B, T, C), dtype), np.ones((T, B, C), dtype).transpose(1, 0, 2)):
+        for grad in (cpu.empty_like_emissions(emissions),
+                     cpu.zeros_like_emissions(emissions)):
+            assert grad.ctypes.data % 64 == 0
+            assert grad.shape == emissions.shape and grad.dtype == dtype
+            assert grad.strides == emissions.strides
+        assert not cpu.zeros_like_emissions(emissions).any()
+    fb = lattice.ctc_forward_backward(np.zeros((2, 9, 4), dtype), [[1, 2], [3]])
+    assert fb.emission_grad.ctypes.data % 64 == 0
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 8, 16, 33])
+def test_examples_run_longest_first_and_neighbours_apart(size):
+    """The kernels' schedule: a permutation, in decreasing work, and among equal
+    work the examples two threads take at once are not neighbours in memory."""
+    from lattice.backends import cpu as cpu_module
+
+    rng = np.random.default_rng(size)
+    lengths = np.full(size, 50, dtype=np.int64)
+    states = np.full(size, 9, dtype=np.int32)
+    run = cpu_module._Run(lengths, states, 2 * states, 9, 27, np.float32,
+                          {"serial_work": 0, "workspace_cache": 0})
+    assert sorted(run.order.tolist()) == list(range(size))
+    if size >= 4:
+        assert np.abs(np.diff(run.order)).min() >= 2
+    mixed = rng.integers(1, 4, size=size) * 10
+    run = cpu_module._Run(mixed, states, 2 * states, 9, 27, np.float32,
+                          {"serial_work": 0, "workspace_cache": 0})
+    assert sorted(run.order.tolist()) == list(range(size))
+    assert (np.diff(mixed[run.order]) <= 0).all()
+
+
 def test_nan_scores_are_refused_as_on_the_graph_path():
     e = np.zeros((2, 6, 4))
     e[1, 2, 3] = np.nan
@@ -506,6 +546,39 @@ def test_ctc_loss_multiplies_its_gradient_only_to_reduce(monkeypatch):
     lattice.torch.ctc_loss(lp, targets, lengths, target_lengths,
                            reduction="sum").backward()
     assert torch.equal(lp.grad, -torch.from_numpy(fb.emission_grad).transpose(0, 1))
+
+
+def test_a_broadcast_incoming_gradient_is_looked_at_once(monkeypatch):
+    """A sum's backward hands the op one value broadcast (every stride 0): the
+    backward looks at that value, so a gradient of any size goes out unscaled when
+    it is 1 and scaled once, exactly, when it is not; other incoming gradients of a
+    small problem are multiplied."""
+    scaled = []
+    real = torch.Tensor.mul_
+
+    def spy(self, other):
+        scaled.append(self.numel())
+        return real(self, other)
+
+    monkeypatch.setattr(torch.Tensor, "mul_", spy)
+    g = torch.Generator().manual_seed(5)
+    lp = torch.randn(40, 3, 6, generator=g).log_softmax(-1).requires_grad_()
+    targets = torch.tensor([[1, 2, 3], [4, 4, 0], [5, 0, 0]])
+    args = (targets, torch.tensor([40, 31, 12]), torch.tensor([3, 2, 1]))
+    lattice.torch.ctc_loss(lp, *args, reduction="sum").backward()
+    assert scaled == []
+    once = lp.grad.clone()
+    lp.grad = None
+    (2.5 * lattice.torch.ctc_loss(lp, *args, reduction="sum")).backward()
+    assert scaled == [lp.numel()]
+    assert torch.equal(lp.grad, once * 2.5)
+    scaled.clear()
+    lp.grad = None
+    lattice.torch.ctc_loss(lp, *args, reduction="none").sum().backward()
+    assert scaled == [] and torch.equal(lp.grad, once)
+    lp.grad = None
+    lattice.torch.ctc_loss(lp, *args, reduction="none").backward(torch.ones(3))
+    assert scaled == [lp.numel()] and torch.equal(lp.grad, once)
 
 
 def test_ctc_loss_falls_back_on_nan_and_bad_input():

@@ -270,20 +270,24 @@ class Backend:
         """Zeros (or, not ``zero``, an uninitialised array) laid out as the
         emissions (see :meth:`zeros_like_emissions`)."""
         xp = self.xp
-        make = xp.zeros if zero else xp.empty  # not zeros_like: fresh zero pages
         dtype = emissions.dtype if dtype is None else dtype
         if emissions.ndim == 3:
             b, t, c = (abs(s) for s in emissions.strides)
             if b >= t >= c:
-                return make(emissions.shape, dtype=dtype)
+                return self._new_array(emissions.shape, dtype, zero)
             if t >= b >= c:
                 B, T, C = emissions.shape
-                return make((T, B, C), dtype=dtype).transpose(1, 0, 2)
+                return self._new_array((T, B, C), dtype, zero).transpose(1, 0, 2)
         like = xp.zeros_like if zero else xp.empty_like
         grad = like(emissions, dtype=dtype, order="K")
         if grad.ndim == 3 and grad.shape[2] > 1 and grad.strides[2] != grad.itemsize:
-            grad = make(emissions.shape, dtype=dtype)
+            grad = self._new_array(emissions.shape, dtype, zero)
         return grad
+
+    def _new_array(self, shape, dtype, zero):
+        """A C-ordered array of ``shape``: zeros (``xp.zeros``, not ``zeros_like``:
+        fresh zero pages) or, not ``zero``, uninitialised."""
+        return (self.xp.zeros if zero else self.xp.empty)(shape, dtype=dtype)
 
     def sample(self, problem: Problem, num_samples: int, key: int) -> Samples:
         """``num_samples`` paths per example, each drawn with probability

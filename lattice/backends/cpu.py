@@ -32,6 +32,7 @@ runs the log-space kernels of the input's dtype.
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 import sys
 import threading
@@ -338,6 +339,34 @@ class _WorkspacePool(threading.local):
 _POOL = _WorkspacePool()
 
 
+# The byte alignment of the arrays this backend allocates for the kernels to write
+# (emission gradients): a cache line. numpy's allocations are 16-byte aligned, and a
+# large one sits 16 bytes past a page boundary, so in torch's (T, B, C) layout the
+# gradient rows of neighbouring examples, which two threads write at once, shared
+# their boundary cache lines: the CTC forward-backward ran 8% slower at B = 16,
+# T = 200, C = 32 (4.5% at B = 32, T = 1000, C = 64) than into aligned rows.
+ALIGNMENT = 64
+
+
+def _aligned_array(shape, dtype, zero):
+    """A C-ordered array of ``shape`` whose first value lies on an ALIGNMENT-byte
+    boundary: zeros or, not ``zero``, uninitialised."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = (np.zeros if zero else np.empty)(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _spread_order(n):
+    """0 .. n - 1, the odd ones first (for n = 7: 1, 3, 5, 0, 2, 4, 6), read-only: for
+    n >= 4 no two consecutive entries are neighbours."""
+    order = np.concatenate([np.arange(1, n, 2), np.arange(0, n, 2)])
+    order.flags.writeable = False
+    return order
+
+
 class _Run:
     """One kernel call's scheduling: thread count, example order, workspaces.
 
@@ -352,8 +381,13 @@ class _Run:
         self._cache_limit = settings["workspace_cache"]
         states = num_states.astype(np.int64)
         work = lengths * (states + num_arcs)
-        # longest work first, so that the dynamic schedule ends evenly
-        self.order = np.argsort(-work, kind="stable").astype(np.int64)
+        # longest work first, so that the dynamic schedule ends evenly; among equal
+        # work, spread (_spread_order), so that the examples the threads run at once
+        # are not neighbours in memory: in torch's (T, B, C) layout neighbours'
+        # emission and gradient rows lie side by side, and two threads writing them
+        # at once ran 3-4% slower (the results do not depend on the order)
+        spread = _spread_order(len(lengths))
+        self.order = spread[np.argsort(-work[spread], kind="stable")]
         threads = max(1, min(get_num_threads(), len(lengths)))
         if work.sum() < serial_work:
             # waking a thread team costs more than it saves on tiny batches, and idle
@@ -547,6 +581,10 @@ class CPUBackend(Backend):
                 self._settings = previous
 
     # -- choices -------------------------------------------------------------------
+
+    def _new_array(self, shape, dtype, zero):
+        """As :meth:`Backend._new_array`, on a cache-line boundary (ALIGNMENT)."""
+        return _aligned_array(shape, dtype, zero)
 
     def kernel(self, name):
         """The compiled kernel ``name`` of ``lattice._core`` (every call goes through
