@@ -536,11 +536,12 @@ def _sequence_score(emissions, targets, input_lengths, target_lengths, builder, 
 
 
 def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
-                     needs_grad, checkpoint, negate=False):
+                     needs_grad, checkpoint, negate=False, weights=None):
     """The results of :func:`_ctc_score` from the fused CTC kernels (lattice.fused),
     or None where the graph path must run instead: a backend without them, a bad
     input (the graph path's checks then say what is wrong, in this layer's
-    words), or a NaN or +inf log-likelihood (the graph path handles ``nan``)."""
+    words), or a NaN or +inf log-likelihood (the graph path handles ``nan``).
+    ``weights`` (B float64 values or None) as :func:`_ctc_score` takes them."""
     if emissions.is_cuda:  # the GPU backend has no fused kernels
         return None
     em = to_engine(emissions, compute_dtype(emissions.dtype))
@@ -553,10 +554,12 @@ def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
         return None
     if not backend.fused_ctc:
         return None
+    if weights is not None and weights.shape != (em.shape[0],):
+        return None
     if needs_grad:
         score, grad = backend.ctc_forward_backward(
             p, _checkpoint(checkpoint), lambda rows: fused.ctc_graphs(p, rows),
-            negate=negate,
+            negate=negate, weights=weights,
         )
     else:
         score = backend.ctc_forward(p, lambda rows: fused.ctc_graphs(p, rows))
@@ -570,14 +573,19 @@ def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
     empty = (p.lengths == 0) & (p.target_lengths == 0)
     if empty.any():
         score[empty] = 0
+    if weights is not None:  # the kernel has weighted the gradient already
+        score = np.asarray(np.dot(score.astype(np.float64), weights), dtype=score.dtype)
     return from_engine(score), [] if grad is None else [_emission_grad(grad, emissions)]
 
 
 @torch_errors
 def _ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan,
-               checkpoint=-1, negate=False):
+               checkpoint=-1, negate=False, weights=None):
+    host_weights = None
+    if weights is not None:
+        host_weights = np.ascontiguousarray(to_numpy(weights), dtype=np.float64)
     result = _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
-                              needs_grad, checkpoint, negate)
+                              needs_grad, checkpoint, negate, host_weights)
     if result is not None:
         return result
     score, grads = _sequence_score(emissions, targets, input_lengths, target_lengths,
@@ -585,6 +593,13 @@ def _ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_g
                                    checkpoint)
     if negate:
         score, grads = -score, [-g for g in grads]
+    if weights is not None:
+        if weights.shape != score.shape:
+            raise ValueError(f"weights must hold one value per example "
+                             f"({score.shape[0]}), got shape {tuple(weights.shape)}")
+        w = weights.to(score.device, torch.float64)
+        score = (score.double() * w).sum().to(score.dtype)
+        grads = [g * w.to(g.dtype).reshape((-1,) + (1,) * (g.dim() - 1)) for g in grads]
     return score, grads
 
 
@@ -596,8 +611,9 @@ def _options_sequence_score(emissions, targets, input_lengths, target_lengths, b
 
 
 def _fake_ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad,
-                    nan, checkpoint=-1, negate=False):
-    return _fake_outputs(emissions, [emissions] if needs_grad else [])
+                    nan, checkpoint=-1, negate=False, weights=None):
+    score, grads = _fake_outputs(emissions, [emissions] if needs_grad else [])
+    return (score if weights is None else score.new_empty(())), grads
 
 
 def _fake_options_sequence_score(emissions, targets, input_lengths, target_lengths,
@@ -626,8 +642,8 @@ _OPS = {
     ),
     "ctc_score": (
         "(Tensor emissions, Tensor targets, Tensor input_lengths, Tensor target_lengths, "
-        "SymInt blank, bool needs_grad, str nan, int checkpoint=-1, bool negate=False) "
-        "-> (Tensor, Tensor[])",
+        "SymInt blank, bool needs_grad, str nan, int checkpoint=-1, bool negate=False, "
+        "Tensor? weights=None) -> (Tensor, Tensor[])",
         _ctc_score, _fake_ctc_score,
     ),
     "sequence_score": (
@@ -755,17 +771,18 @@ def _is_one(scale, grad):
     """Whether ``scale`` is all ones, asked only where skipping the multiply pays,
     on the CPU (on a GPU the look would wait for the device):
 
-    - ``scale`` is one value broadcast (every stride 0: what a ``sum``'s backward
-      hands on), so one look at it settles it. That is the gradient of
+    - ``scale`` is one value, or one value broadcast (every stride 0: what a
+      ``sum``'s backward hands on), so one look at it settles it. That is the
+      gradient of a ``ctc_loss`` reduced by the op itself, or of
       ``loss.sum().backward()``: the multiply it saves ran right after the kernel,
-      on rows the other thread had just written, and took 0.04 ms of a 0.95 ms
+      on rows the other thread had just written, and took 0.03 ms of a 0.85 ms
       ``ctc_loss`` step at B = 16, T = 200 (8 us alone);
     - or the gradient is large (1e6 values or more), where comparing every value
       of ``scale`` with 1 costs less than the multiply.
     """
     if grad.is_cuda:
         return False
-    if not any(scale.stride()):
+    if scale.numel() == 1 or not any(scale.stride()):
         return scale[(0,) * scale.dim()].item() == 1
     return grad.numel() >= 1 << 20 and bool((scale == 1).all())
 
@@ -803,15 +820,17 @@ def graph_entropy(emissions, frame_weights, arc_weights, start_weights, final_we
 
 
 def ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan,
-              checkpoint=-1, negate=False):
+              checkpoint=-1, negate=False, weights=None):
     """CTC log-likelihoods of (B, T, C) emissions, differentiable with respect to
     them (the op computes the gradient in the same pass if ``needs_grad``); with
     ``negate``, the CTC losses (minus them), whose gradient the kernel writes
-    negated: a loss's backward then multiplies it by nothing (``reduction="sum"``)
-    or once (``"mean"``), never once more to negate it."""
+    negated, never negated once more by a pass of torch's. With ``weights`` (a (B,)
+    float64 tensor), their weighted sum (a 0-dim tensor), whose gradient the
+    kernel writes weighted: ``ctc_loss``'s ``"sum"`` and ``"mean"``, whose
+    backward then multiplies it by nothing."""
     return _EngineFunction.apply(
         torch.ops.lattice.ctc_score.default, 1, emissions, targets, input_lengths,
-        target_lengths, blank, needs_grad, nan, checkpoint, negate,
+        target_lengths, blank, needs_grad, nan, checkpoint, negate, weights,
     )  # fmt: skip
 
 

@@ -161,6 +161,39 @@ def test_negate_gives_exactly_the_negated_numbers(dtype, log_space_recomputation
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_scale_each_examples_gradient_and_nothing_else(dtype,
+                                                               log_space_recomputations):
+    """weights (what ctc_loss's reductions pass) multiply each example's gradient,
+    in double before the one rounding, and leave the scores alone, on every path:
+    the kernel's, the refused examples' log-space recomputation, empty targets and
+    inputs, and the graph path the kernel options select. A weight of 1 gives the
+    same bits as none; a weight vector of the wrong size is refused."""
+    rng = np.random.default_rng(21)
+    e = _log_softmax(rng.normal(size=(5, 60, 7)))
+    e[1] = _log_softmax(300 * rng.normal(size=(60, 7)))  # refused: rows span 700 nats
+    e = e.astype(dtype)
+    targets = [[1, 2, 2, 3], rng.integers(1, 7, size=20), [], [4, 5], [3]]
+    lengths = np.array([60, 60, 50, 0, 33])
+    weights = np.array([0.5, 3.0, 1 / 3, 2.0, 1 / 7])
+    backend, p = lattice.fused.ctc_problem(e, targets, lengths)
+    graphs = lambda rows: lattice.fused.ctc_graphs(p, rows)  # noqa: E731
+    for options in ({}, {"probability_space": False}, {"banded": False}):
+        with CPU.options(**options):
+            score, grad = backend.ctc_forward_backward(p, None, graphs, negate=True)
+            ones = backend.ctc_forward_backward(p, None, graphs, True, np.ones(5))
+            got, wgrad = backend.ctc_forward_backward(p, None, graphs, True, weights)
+            with pytest.raises(ValueError, match="one value per example"):
+                backend.ctc_forward_backward(p, None, graphs, True, np.ones(4))
+        _assert_same_bits(ones[0], score)
+        _assert_same_bits(ones[1], grad)
+        _assert_same_bits(got, score)
+        want = weights[:, None, None] * grad.astype(np.float64)
+        tol = 1e-6 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(wgrad, want, rtol=tol, atol=1e-30)
+    assert 1 in log_space_recomputations
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_long_inputs_and_tight_bands(dtype):
     """T = 3000 against T = K + repeats (a single path), one frame, a blank-only
     target (the sum of the blank's scores) and a target too long for its input."""
@@ -517,10 +550,11 @@ def test_ctc_loss_runs_the_fused_kernels(monkeypatch):
     assert lp.grad.is_contiguous()  # the engine's gradient, no copy to torch's layout
 
 
-def test_ctc_loss_multiplies_its_gradient_only_to_reduce(monkeypatch):
-    """The fused kernel writes the loss's gradient (negated in the kernel): with
-    reduction="sum" the backward hands it over unscaled (no pass over 2^20
-    values to negate it), with "mean" it scales it once."""
+def test_ctc_loss_never_multiplies_its_gradient_to_reduce(monkeypatch):
+    """The fused kernel writes the reduced loss's gradient (negated and weighted in
+    the kernel): with reduction="sum" and "mean" the backward hands it over
+    unscaled (no pass over 2^20 values to negate or weigh it), and it equals the
+    kernel's gradient weighted as torch's reductions weigh it."""
     scaled = []
     real = torch.Tensor.mul_
 
@@ -536,16 +570,19 @@ def test_ctc_loss_multiplies_its_gradient_only_to_reduce(monkeypatch):
     fb = lattice.ctc_forward_backward(lp.detach().transpose(0, 1).numpy(),
                                       targets.numpy(), lengths.numpy(),
                                       target_lengths.numpy())
-    for reduction, calls in (("sum", []), ("mean", [lp.numel()])):
+    want = -torch.from_numpy(fb.emission_grad).transpose(0, 1)
+    for reduction in ("sum", "mean"):
         lp.grad = None
         scaled.clear()
         lattice.torch.ctc_loss(lp, targets, lengths, target_lengths,
                                reduction=reduction).backward()
-        assert scaled == calls
-    lp.grad = None
-    lattice.torch.ctc_loss(lp, targets, lengths, target_lengths,
-                           reduction="sum").backward()
-    assert torch.equal(lp.grad, -torch.from_numpy(fb.emission_grad).transpose(0, 1))
+        assert scaled == []
+        if reduction == "sum":
+            assert torch.equal(lp.grad, want)
+        else:  # the weight of example b: 1 / (B target_lengths[b])
+            weight = 1.0 / (2 * target_lengths.double())
+            torch.testing.assert_close(lp.grad, want * weight.float()[None, :, None],
+                                       rtol=1e-6, atol=1e-12)
 
 
 def test_a_broadcast_incoming_gradient_is_looked_at_once(monkeypatch):
@@ -579,6 +616,37 @@ def test_a_broadcast_incoming_gradient_is_looked_at_once(monkeypatch):
     lp.grad = None
     lattice.torch.ctc_loss(lp, *args, reduction="none").backward(torch.ones(3))
     assert scaled == [lp.numel()] and torch.equal(lp.grad, once)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("option", [{}, {"probability_space": False}, {"banded": False}])
+def test_reductions_in_the_op_match_torchs(reduction, option, log_space_recomputations):
+    """ctc_loss's "sum" and "mean", reduced by the op (its kernel writes the
+    weighted gradient), equal torch's float64 ctc_loss and its gradient, on the
+    kernel's path, the refused examples' log-space path and the graph path; with
+    zero_infinity the losses are reduced by torch ops as before, to the same
+    numbers. (Gradients with respect to the logits, where torch's and the true
+    derivative agree.)"""
+    g = torch.Generator().manual_seed(12)
+    logits = torch.randn(60, 4, 7, generator=g, dtype=torch.float64)
+    logits[:, 1] *= 300  # refused by the probability-space check
+    logits.requires_grad_()
+    targets = torch.tensor([[1, 2, 2, 3], [4, 5, 6, 1], [3, 0, 0, 0], [2, 2, 0, 0]])
+    args = (targets, torch.tensor([60, 55, 20, 9]), torch.tensor([4, 4, 1, 2]))
+    want = torch.nn.functional.ctc_loss(logits.log_softmax(-1), *args,
+                                        reduction=reduction)
+    want_grad, = torch.autograd.grad(want, logits)
+    for zero_infinity in (False, True):
+        with CPU.options(**option):
+            got = lattice.torch.ctc_loss(logits.log_softmax(-1), *args,
+                                         reduction=reduction,
+                                         zero_infinity=zero_infinity)
+        assert got.shape == () and got.dtype == torch.float64
+        got_grad, = torch.autograd.grad(got, logits)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+        torch.testing.assert_close(got_grad, want_grad, rtol=1e-9, atol=1e-12)
+    if not option:
+        assert 1 in log_space_recomputations
 
 
 def test_ctc_loss_falls_back_on_nan_and_bad_input():

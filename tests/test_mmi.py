@@ -369,9 +369,10 @@ def test_checkpointed_equals_full(checkpoint, monkeypatch):
         asked.append(kwargs.get("checkpoint"))
         return real(*args, **kwargs)
 
-    def spy_ctc(self, problem, checkpoint=None, graphs=None, negate=False):  # fused CTC
+    def spy_ctc(self, problem, checkpoint=None, graphs=None, negate=False,
+                weights=None):  # fused CTC
         asked.append(checkpoint)
-        return real_ctc(self, problem, checkpoint, graphs, negate)
+        return real_ctc(self, problem, checkpoint, graphs, negate, weights)
 
     monkeypatch.setattr(lattice._torch_ops.engine, "forward_backward", spy)
     monkeypatch.setattr(lattice.backends.cpu.CPUBackend, "ctc_forward_backward", spy_ctc)

@@ -217,12 +217,15 @@ class Backend:
         raise NotImplementedError(self._missing("fused CTC kernels"))
 
     def ctc_forward_backward(self, problem: CTCProblem, checkpoint=None,
-                             graphs=None, negate=False):
+                             graphs=None, negate=False, weights=None):
         """The (B,) CTC log-likelihoods and their (B, T, C) emission gradients, the
         numbers :meth:`forward_backward` gives for the targets' CTC graphs (only if
         :attr:`fused_ctc`); with ``negate``, minus both (the CTC losses and their
         gradients, as a loss needs them: exactly the negated numbers, without a
-        pass over the gradient to negate it). ``graphs(rows)`` returns the CTC
+        pass over the gradient to negate it). ``weights`` (B float64 values, or
+        None for ones) multiplies each example's gradient (not its score): the
+        gradient of the weighted sum of the scores, as ``ctc_loss``'s reductions
+        need it, without a pass of their own. ``graphs(rows)`` returns the CTC
         graphs of examples ``rows`` as a GraphBatch, for a backend that recomputes
         some examples on the graph path."""
         raise NotImplementedError(self._missing("fused CTC kernels"))

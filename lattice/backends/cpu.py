@@ -858,25 +858,30 @@ class CPUBackend(Backend):
         return scores
 
     def ctc_forward_backward(self, problem, checkpoint=None, graphs=None,
-                             negate=False):
+                             negate=False, weights=None):
         """As :meth:`Backend.ctc_forward_backward`: in probability space (the
-        kernel writes the whole gradient, negated with ``negate``); the examples
-        its check refuses are recomputed with the float64 log-space kernel on
-        ``graphs(rows)``, as :meth:`forward_backward` does. With the banded or
-        probability-space kernels switched off (:meth:`options`), the whole batch
-        runs on the graph path."""
+        kernel writes the whole gradient, negated with ``negate`` and weighted by
+        ``weights``); the examples its check refuses are recomputed with the
+        float64 log-space kernel on ``graphs(rows)``, as :meth:`forward_backward`
+        does. With the banded or probability-space kernels switched off
+        (:meth:`options`), the whole batch runs on the graph path."""
         p = problem
         size, frames, classes = p.emissions.shape
         dtype = p.emissions.dtype
         sign = -1 if negate else 1
+        if weights is None:
+            weights = np.ones(size)
+        weights = np.ascontiguousarray(weights, dtype=np.float64)
+        if weights.shape != (size,):
+            raise ValueError(f"weights must hold one value per example ({size}), got "
+                             f"shape {weights.shape}")
         if not (self._settings["banded"] and self._settings["probability_space"]):
             gb = graphs(np.arange(size))
             result = self.forward_backward(self._ctc_graph_problem(p, gb, dtype),
                                            "log", checkpoint)
-            if negate:
-                return -result.score, np.negative(result.emission_grad,
-                                                  out=result.emission_grad)
-            return result.score, result.emission_grad
+            grad = result.emission_grad
+            grad *= (sign * weights)[:, None, None]
+            return sign * result.score, grad
         scores = np.empty(size, dtype=dtype)
         if size == 0:
             return scores, self.zeros_like_emissions(p.emissions)
@@ -889,7 +894,7 @@ class CPUBackend(Backend):
         self.kernel(f"ctc_forward_backward_prob_{_DTYPE_NAME[dtype]}")(
             p.emissions, p.lengths, run.order, p.targets, p.offsets, p.target_lengths,
             p.blank, w["alpha"], k, w["emission_table"], w["frames"], w["work"],
-            w["iwork"], grad, scores, status, negate, run.num_threads,
+            w["iwork"], grad, scores, status, negate, weights, run.num_threads,
         )  # fmt: skip
         refused = np.flatnonzero(status)
         if refused.size:
@@ -898,7 +903,7 @@ class CPUBackend(Backend):
                 checkpoint,
             )
             scores[refused] = sign * exact.score
-            grad[refused] = sign * exact.emission_grad
+            grad[refused] = (sign * weights[refused])[:, None, None] * exact.emission_grad
         return scores, grad
 
     def _forward_backward_log(self, problem, checkpoint):
