@@ -535,13 +535,24 @@ def _sequence_score(emissions, targets, input_lengths, target_lengths, builder, 
                                                                        emissions)]
 
 
+def _reduction_weights(target_lengths, reduction):
+    """The float64 weights (one per example, of validated ``target_lengths``) whose
+    weighted sum of the losses is ``reduction``: 1 for ``"sum"``, 1 / (B
+    max(target_length, 1)) for ``"mean"`` (as torch divides); None for
+    ``"none"``."""
+    if reduction == "none":
+        return None
+    if reduction == "sum":
+        return np.ones(target_lengths.shape[0])
+    return 1.0 / (np.maximum(target_lengths, 1) * float(target_lengths.shape[0]))
+
+
 def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
-                     needs_grad, checkpoint, negate=False, weights=None):
+                     needs_grad, checkpoint, negate=False, reduction="none"):
     """The results of :func:`_ctc_score` from the fused CTC kernels (lattice.fused),
     or None where the graph path must run instead: a backend without them, a bad
     input (the graph path's checks then say what is wrong, in this layer's
-    words), or a NaN or +inf log-likelihood (the graph path handles ``nan``).
-    ``weights`` (B float64 values or None) as :func:`_ctc_score` takes them."""
+    words), or a NaN or +inf log-likelihood (the graph path handles ``nan``)."""
     if emissions.is_cuda:  # the GPU backend has no fused kernels
         return None
     em = to_engine(emissions, compute_dtype(emissions.dtype))
@@ -554,8 +565,7 @@ def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
         return None
     if not backend.fused_ctc:
         return None
-    if weights is not None and weights.shape != (em.shape[0],):
-        return None
+    weights = _reduction_weights(p.target_lengths, reduction)
     if needs_grad:
         score, grad = backend.ctc_forward_backward(
             p, _checkpoint(checkpoint), lambda rows: fused.ctc_graphs(p, rows),
@@ -580,12 +590,11 @@ def _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
 
 @torch_errors
 def _ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan,
-               checkpoint=-1, negate=False, weights=None):
-    host_weights = None
-    if weights is not None:
-        host_weights = np.ascontiguousarray(to_numpy(weights), dtype=np.float64)
+               checkpoint=-1, negate=False, reduction="none"):
+    if reduction not in ("none", "sum", "mean"):
+        raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
     result = _fused_ctc_score(emissions, targets, input_lengths, target_lengths, blank,
-                              needs_grad, checkpoint, negate, host_weights)
+                              needs_grad, checkpoint, negate, reduction)
     if result is not None:
         return result
     score, grads = _sequence_score(emissions, targets, input_lengths, target_lengths,
@@ -593,11 +602,9 @@ def _ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_g
                                    checkpoint)
     if negate:
         score, grads = -score, [-g for g in grads]
-    if weights is not None:
-        if weights.shape != score.shape:
-            raise ValueError(f"weights must hold one value per example "
-                             f"({score.shape[0]}), got shape {tuple(weights.shape)}")
-        w = weights.to(score.device, torch.float64)
+    weights = _reduction_weights(_integers(target_lengths), reduction)
+    if weights is not None:  # validated by _sequence_score: one per example
+        w = torch.from_numpy(weights).to(score.device)
         score = (score.double() * w).sum().to(score.dtype)
         grads = [g * w.to(g.dtype).reshape((-1,) + (1,) * (g.dim() - 1)) for g in grads]
     return score, grads
@@ -611,9 +618,9 @@ def _options_sequence_score(emissions, targets, input_lengths, target_lengths, b
 
 
 def _fake_ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad,
-                    nan, checkpoint=-1, negate=False, weights=None):
+                    nan, checkpoint=-1, negate=False, reduction="none"):
     score, grads = _fake_outputs(emissions, [emissions] if needs_grad else [])
-    return (score if weights is None else score.new_empty(())), grads
+    return (score if reduction == "none" else score.new_empty(())), grads
 
 
 def _fake_options_sequence_score(emissions, targets, input_lengths, target_lengths,
@@ -643,7 +650,7 @@ _OPS = {
     "ctc_score": (
         "(Tensor emissions, Tensor targets, Tensor input_lengths, Tensor target_lengths, "
         "SymInt blank, bool needs_grad, str nan, int checkpoint=-1, bool negate=False, "
-        "Tensor? weights=None) -> (Tensor, Tensor[])",
+        "str reduction='none') -> (Tensor, Tensor[])",
         _ctc_score, _fake_ctc_score,
     ),
     "sequence_score": (
@@ -820,17 +827,18 @@ def graph_entropy(emissions, frame_weights, arc_weights, start_weights, final_we
 
 
 def ctc_score(emissions, targets, input_lengths, target_lengths, blank, needs_grad, nan,
-              checkpoint=-1, negate=False, weights=None):
+              checkpoint=-1, negate=False, reduction="none"):
     """CTC log-likelihoods of (B, T, C) emissions, differentiable with respect to
     them (the op computes the gradient in the same pass if ``needs_grad``); with
     ``negate``, the CTC losses (minus them), whose gradient the kernel writes
-    negated, never negated once more by a pass of torch's. With ``weights`` (a (B,)
-    float64 tensor), their weighted sum (a 0-dim tensor), whose gradient the
-    kernel writes weighted: ``ctc_loss``'s ``"sum"`` and ``"mean"``, whose
-    backward then multiplies it by nothing."""
+    negated, never negated once more by a pass of torch's. With ``reduction``
+    ``"sum"`` or ``"mean"`` (as torch's ``ctc_loss`` reduces: the mean of the
+    losses divided by the target lengths), the reduced value, a 0-dim tensor, whose
+    gradient the kernel writes weighted, so that the backward multiplies it by
+    nothing."""
     return _EngineFunction.apply(
         torch.ops.lattice.ctc_score.default, 1, emissions, targets, input_lengths,
-        target_lengths, blank, needs_grad, nan, checkpoint, negate, weights,
+        target_lengths, blank, needs_grad, nan, checkpoint, negate, reduction,
     )  # fmt: skip
 
 

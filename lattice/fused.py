@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import engine
+from . import _core, engine
 from .backends import CTCProblem
 from .checks import beyond_size, check_integer_dtype, check_size, int_value
 from .checks import lengths as check_lengths
@@ -120,6 +120,29 @@ def _flat_targets(targets, target_lengths, size):
     return raw.astype(np.int64, copy=False), np.cumsum(lengths) - lengths, lengths, None, raw
 
 
+def _check_targets(raw, ids, offsets, counts, width, classes, blank):
+    """What ``_core.ctc_check_targets`` gives, (b, pos, skip), from numpy passes
+    over the ids in their own dtype ``raw`` (padded to ``width``, or concatenated
+    if None)."""
+    size = counts.shape[0]
+    bad = (raw < 0) | (raw >= classes) | (raw == blank)
+    if width is None:  # concatenated: every id is read; a skip stays in one target
+        same = ids[1:] == ids[:-1]
+        same[offsets[counts > 0][1:] - 1] = True
+        skip = not same.all()
+    else:  # padded: only the first target_lengths[b] ids of row b are read
+        used = np.arange(width) < counts[:, None]
+        bad = bad.reshape(size, width) & used
+        grid = ids.reshape(size, width)
+        skip = bool(((grid[:, 1:] != grid[:, :-1]) & used[:, 1:]).any())
+    if not bad.any():
+        return -1, -1, skip
+    q = int(np.argmax(bad.reshape(-1)))
+    b = (q // width if width is not None
+         else int(np.searchsorted(offsets + counts, q, side="right")))
+    return b, q - int(offsets[b]), skip
+
+
 def ctc_problem(emissions, targets, lengths=None, target_lengths=None, blank=0):
     """The backend for these emissions and the validated
     :class:`~lattice.backends.CTCProblem`.
@@ -162,24 +185,12 @@ def ctc_problem(emissions, targets, lengths=None, target_lengths=None, blank=0):
     )
     if beyond_size(5 * int(counts.max(initial=0))):  # 2 K + 1 states, up to 5 K arcs
         _refuse_too_long(ids, offsets, counts)
-    # one pass for every bad id: a negative id viewed as uint64 is beyond classes
-    outside = raw.view(np.uint64) >= classes if raw.dtype == np.int64 else (
-        (raw < 0) | (raw >= classes))
-    bad = outside | (raw == blank)
-    if width is None:  # concatenated: every id is read; a skip stays in one target
-        same = ids[1:] == ids[:-1]
-        same[offsets[counts > 0][1:] - 1] = True
-        skip = not same.all()
-    else:  # padded: only the first target_lengths[b] ids of row b are read
-        used = np.arange(width) < counts[:, None]
-        bad = bad.reshape(size, width) & used
-        grid = ids.reshape(size, width)
-        skip = bool(((grid[:, 1:] != grid[:, :-1]) & used[:, 1:]).any())
-    if bad.any():
-        q = int(np.argmax(bad.reshape(-1)))
-        b = (q // width if width is not None
-             else int(np.searchsorted(offsets + counts, q, side="right")))
-        pos, value = q - int(offsets[b]), int(raw.reshape(-1)[q])
+    if raw.dtype == np.int64:  # ids is raw: one pass in C
+        b, pos, skip = _core.ctc_check_targets(ids, offsets, counts, classes, blank)
+    else:  # numpy passes over the ids in their own dtype (a uint64 beyond int64)
+        b, pos, skip = _check_targets(raw, ids, offsets, counts, width, classes, blank)
+    if b >= 0:
+        value = int(raw.reshape(-1)[int(offsets[b]) + pos])
         if value == blank:
             raise ValueError(f"targets[{b}] contains the blank id {blank} at position "
                              f"{pos}; the blank cannot be a target symbol")

@@ -511,19 +511,13 @@ def _loss(score, seq, reduction, zero_infinity):
     return _reduced(-score, seq, reduction, zero_infinity)
 
 
-def _reduction_weights(seq, reduction, zero_infinity):
-    """The (B,) float64 weights whose weighted sum of the losses is ``reduction``
-    (1 for ``"sum"``, 1 / (B max(target_length, 1)) for ``"mean"``, as torch
-    divides), for an op that reduces them itself; None where :func:`_reduced`
-    must: no reduction, ``zero_infinity`` (which needs the losses first), an empty
-    batch (whose mean is NaN)."""
-    size = seq.emissions.shape[0]
-    if reduction == "none" or zero_infinity or size == 0:
-        return None
-    if reduction == "sum":
-        return torch.from_numpy(np.ones(size))
-    lengths = seq.target_lengths.detach().cpu().numpy().reshape(-1)  # numpy: 4x faster
-    return torch.from_numpy(1.0 / (np.maximum(lengths, 1) * float(size)))
+def _op_reduction(seq, reduction, zero_infinity):
+    """The reduction the op may do itself (``"sum"``, ``"mean"``), or ``"none"``
+    where :func:`_reduced` must: no reduction, ``zero_infinity`` (which needs the
+    losses first), an empty batch (whose mean is NaN)."""
+    if zero_infinity or seq.emissions.shape[0] == 0:
+        return "none"
+    return reduction
 
 
 def _reduced(nll, seq, reduction, zero_infinity):
@@ -641,12 +635,12 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     # the op returns the losses and their gradient (negated in the kernel, not by
     # a pass of torch's over the gradient), and reduces them itself where it can
     # (its kernel writes the reduction's gradient: no pass of torch's to weigh it)
-    weights = _reduction_weights(seq, reduction, zero_infinity)
+    in_op = _op_reduction(seq, reduction, zero_infinity)
     nll = _torch_ops.ctc_score(
         seq.emissions, seq.targets, seq.input_lengths, seq.target_lengths, blank,
-        _needs_grad(seq.emissions), nan, code, True, weights,
+        _needs_grad(seq.emissions), nan, code, True, in_op,
     )  # fmt: skip
-    if weights is not None:
+    if in_op != "none":
         return nll
     return _reduced(nll, seq, reduction, zero_infinity)
 

@@ -506,6 +506,34 @@ def test_bad_inputs_are_refused_naming_the_argument(targets, kwargs, error, matc
             run(e, targets, **kwargs)
 
 
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), padded=st.booleans(), dtype=st.sampled_from(["int64", "int32"]))
+def test_the_target_check_in_c_agrees_with_numpys(data, padded, dtype):
+    """ctc_problem's check of the ids (_core.ctc_check_targets for int64 targets,
+    numpy passes for the other dtypes) finds the same first bad id, in example
+    order and then position, and the same skip flag, for padded and concatenated
+    targets with ids below 0, at or beyond the classes, or the blank."""
+    classes = data.draw(st.integers(1, 6), label="classes")
+    blank = data.draw(st.integers(0, classes - 1), label="blank")
+    counts = np.array(data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=5),
+                                label="counts"), dtype=np.int64)
+    width = int(counts.max(initial=0))
+    ids = data.draw(st.lists(st.integers(-2, classes + 1), min_size=len(counts) * width,
+                             max_size=len(counts) * width), label="ids")
+    grid = np.array(ids, dtype=np.int64).reshape(len(counts), width)
+    if padded:
+        raw, offsets, w = grid.reshape(-1), np.arange(len(counts)) * width, width
+    else:
+        raw = np.concatenate([row[:n] for row, n in zip(grid, counts)] + [np.zeros(0, np.int64)])
+        offsets, w = np.cumsum(counts) - counts, None
+    want = lattice.fused._check_targets(raw.astype(dtype), raw, offsets, counts, w,
+                                        classes, blank)
+    got = lattice._core.ctc_check_targets(raw, offsets, counts, classes, blank)
+    assert got[:2] == want[:2]
+    if got[0] < 0:  # the skip flag is read only when every id is good
+        assert got[2] == want[2]
+
+
 def test_bad_emissions_and_checkpoint_are_refused():
     with pytest.raises(TypeError, match="float32 or float64"):
         lattice.ctc_score(np.zeros((1, 3, 2), dtype=np.int64), [[1]])
@@ -647,6 +675,14 @@ def test_reductions_in_the_op_match_torchs(reduction, option, log_space_recomput
         torch.testing.assert_close(got_grad, want_grad, rtol=1e-9, atol=1e-12)
     if not option:
         assert 1 in log_space_recomputations
+
+
+def test_the_op_refuses_an_unknown_reduction():
+    lp = torch.zeros(3, 5, 4).log_softmax(-1)
+    with pytest.raises(ValueError, match="reduction must be 'none', 'sum' or 'mean'"):
+        lattice._torch_ops.ctc_score(lp, torch.tensor([[1]] * 3), torch.tensor([5] * 3),
+                                     torch.tensor([1] * 3), 0, False, "propagate", -1,
+                                     True, "max")
 
 
 def test_ctc_loss_falls_back_on_nan_and_bad_input():

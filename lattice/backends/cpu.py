@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import numbers
 import sys
 import threading
@@ -352,7 +353,7 @@ def _aligned_array(shape, dtype, zero):
     """A C-ordered array of ``shape`` whose first value lies on an ALIGNMENT-byte
     boundary: zeros or, not ``zero``, uninitialised."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize  # not np.prod: 3 us a call
     raw = (np.zeros if zero else np.empty)(nbytes + ALIGNMENT, dtype=np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
     return raw[start:start + nbytes].view(dtype).reshape(shape)
