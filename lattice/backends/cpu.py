@@ -119,8 +119,19 @@ def _blocks(T, k):
 def _fb_rows(k):
     """The alpha rows of forward_backward_* per example with checkpoint interval k:
     the full table of T rows, or ceil(T / k) - 1 checkpoints and a block of
-    max(k, 2) rows."""
+    max(k, 2) rows (None, which ``table`` reads as T, for no checkpoints: its
+    numpy passes were a tenth of a small CTC call's preparation)."""
+    if k >= INT32_MAX:
+        return None
     return lambda T: np.where(T <= k, T, _blocks(T, k) - 1 + max(k, 2))
+
+
+def _block_rows(k):
+    """The emission-table rows of the probability-space kernels per example with
+    checkpoint interval k: min(T, k) (None, read as T, for no checkpoints)."""
+    if k >= INT32_MAX:
+        return None
+    return lambda T: np.minimum(T, k)
 
 
 # Per-thread workspace rows of each kernel, in values of the given kind ("float":
@@ -152,7 +163,7 @@ WORKSPACES = {
     # rows of _prob_forward_backward_one_* and the class map
     "forward_backward_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1, C=1: {
         "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
-        "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
+        "emission_table": ("double", table(0, _block_rows(checkpoint)),
                            "table"),
         "frames": ("double", 3 * T),
         "work": ("double", 2 * (MAX_BAND * S + MAX_BAND) + 8 * S + 5 * BAND_PAD),
@@ -164,7 +175,7 @@ WORKSPACES = {
     "forward_backward_graph_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1,
     C=1: {
         "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
-        "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
+        "emission_table": ("double", table(0, _block_rows(checkpoint)),
                            "table"),
         "frames": ("double", 3 * T),
         "work": ("double", A + 4 * max(A, K * S) + 9 * S + 1),
@@ -190,7 +201,7 @@ WORKSPACES = {
     },
     "ctc_forward_backward_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1, C=1: {
         "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
-        "emission_table": ("double", table(0, lambda T: np.minimum(T, checkpoint)),
+        "emission_table": ("double", table(0, _block_rows(checkpoint)),
                            "table"),
         **_ctc_prob_rows(S, T, C),
     },
@@ -380,7 +391,7 @@ class _Run:
                  settings):
         serial_work = settings["serial_work"]
         self._cache_limit = settings["workspace_cache"]
-        states = num_states.astype(np.int64)
+        states = np.asarray(num_states, dtype=np.int64)
         work = lengths * (states + num_arcs)
         # longest work first, so that the dynamic schedule ends evenly; among equal
         # work, spread (_spread_order), so that the examples the threads run at once
@@ -801,7 +812,7 @@ class CPUBackend(Backend):
 
     def _ctc_run(self, p):
         """The scheduling of a CTC problem: 2 K + 1 states and at most 5 K arcs."""
-        states = (2 * p.target_lengths + 1).astype(np.int32)
+        states = 2 * p.target_lengths + 1  # int64, as _Run counts them
         s_max = int(states.max(initial=1))
         return _Run(p.lengths, states, 2 * states, s_max, 3 * s_max, p.emissions.dtype,
                     self._settings)
