@@ -578,11 +578,9 @@ def test_ctc_loss_runs_the_fused_kernels(monkeypatch):
     assert lp.grad.is_contiguous()  # the engine's gradient, no copy to torch's layout
 
 
-def test_ctc_loss_never_multiplies_its_gradient_to_reduce(monkeypatch):
-    """The fused kernel writes the reduced loss's gradient (negated and weighted in
-    the kernel): with reduction="sum" and "mean" the backward hands it over
-    unscaled (no pass over 2^20 values to negate or weigh it), and it equals the
-    kernel's gradient weighted as torch's reductions weigh it."""
+@pytest.fixture
+def in_place_multiplies(monkeypatch):
+    """The sizes of the tensors ``Tensor.mul_`` scales for the rest of one test."""
     scaled = []
     real = torch.Tensor.mul_
 
@@ -591,6 +589,15 @@ def test_ctc_loss_never_multiplies_its_gradient_to_reduce(monkeypatch):
         return real(self, other)
 
     monkeypatch.setattr(torch.Tensor, "mul_", spy)
+    return scaled
+
+
+def test_ctc_loss_never_multiplies_its_gradient_to_reduce(in_place_multiplies):
+    """The fused kernel writes the reduced loss's gradient (negated and weighted in
+    the kernel): with reduction="sum" and "mean" the backward hands it over
+    unscaled (no pass over 2^20 values to negate or weigh it), and it equals the
+    kernel's gradient weighted as torch's reductions weigh it."""
+    scaled = in_place_multiplies
     g = torch.Generator().manual_seed(3)
     lp = torch.randn(1024, 2, 512, generator=g).log_softmax(-1).requires_grad_()
     targets = torch.randint(1, 512, (2, 30), generator=g)
@@ -613,19 +620,12 @@ def test_ctc_loss_never_multiplies_its_gradient_to_reduce(monkeypatch):
                                        rtol=1e-6, atol=1e-12)
 
 
-def test_a_broadcast_incoming_gradient_is_looked_at_once(monkeypatch):
+def test_a_broadcast_incoming_gradient_is_looked_at_once(in_place_multiplies):
     """A sum's backward hands the op one value broadcast (every stride 0): the
     backward looks at that value, so a gradient of any size goes out unscaled when
     it is 1 and scaled once, exactly, when it is not; other incoming gradients of a
     small problem are multiplied."""
-    scaled = []
-    real = torch.Tensor.mul_
-
-    def spy(self, other):
-        scaled.append(self.numel())
-        return real(self, other)
-
-    monkeypatch.setattr(torch.Tensor, "mul_", spy)
+    scaled = in_place_multiplies
     g = torch.Generator().manual_seed(5)
     lp = torch.randn(40, 3, 6, generator=g).log_softmax(-1).requires_grad_()
     targets = torch.tensor([[1, 2, 3], [4, 4, 0], [5, 0, 0]])
