@@ -380,7 +380,8 @@ def _spread_order(n):
 
 
 class _Run:
-    """One kernel call's scheduling: thread count, example order, workspaces.
+    """One kernel call's scheduling: thread count, example order, the longest
+    length (``longest``, at least 1), workspaces.
 
     Made from the batch the kernel runs on: the valid frames, the states and the
     arcs of every example (arrays of B), the largest numbers of states and arcs and
@@ -408,7 +409,7 @@ class _Run:
         self.num_threads = check_team(threads)
         self._lengths, self._states, self._dtype = lengths, states, dtype
         self._max = (max_states, max_arcs)
-        self._longest = int(lengths.max(initial=1))
+        self.longest = int(lengths.max(initial=1))
         self._cache = {}
 
     @classmethod
@@ -420,7 +421,7 @@ class _Run:
 
     def _rows(self, kernel, cap, extra):
         """WORKSPACES[kernel] of this batch, computed once per kernel and sizes."""
-        if extra.get("checkpoint", -1) >= self._longest:
+        if extra.get("checkpoint", -1) >= self.longest:
             # an interval past the longest input keeps every row: the workspace of
             # no checkpoints, which checkpoint() has already sized
             extra = {**extra, "checkpoint": INT32_MAX}
@@ -452,7 +453,7 @@ class _Run:
         rows = self._rows(kernel, cap, {**extra, "checkpoint": INT32_MAX})
         full = sum(size * np.dtype(dtypes[kind]).itemsize
                    for kind, size, *table in rows.values() if table) * self.num_threads
-        return resolve_checkpoint(checkpoint, self._longest, full, ratio)
+        return resolve_checkpoint(checkpoint, self.longest, full, ratio)
 
     def workspaces(self, kernel, cap=0, bp_dtype=np.uint8, **extra):
         """The workspaces of ``kernel`` (WORKSPACES, given ``extra`` sizes), one row
@@ -722,7 +723,7 @@ class CPUBackend(Backend):
         band_weight = self._band_weight(p, np.float64)
         start = np.asarray(p.start, dtype=np.float64)
         final = np.asarray(p.final, dtype=np.float64)
-        sizes = {"T": int(p.lengths.max(initial=1)), "C": classes}
+        sizes = {"T": run.longest, "C": classes}
         k = run.checkpoint("forward_backward_prob", checkpoint, **sizes)
         w = run.workspaces("forward_backward_prob", checkpoint=k, **sizes)
         grad_band = np.zeros((size, band_weight.shape[1]), dtype=dtype)
@@ -757,7 +758,7 @@ class CPUBackend(Backend):
         weight = _with_columns(np.ascontiguousarray(p.weight, dtype=np.float64))
         start = np.ascontiguousarray(p.start, dtype=np.float64)
         final = np.ascontiguousarray(p.final, dtype=np.float64)
-        sizes = {"T": int(p.lengths.max(initial=1)), "C": classes}
+        sizes = {"T": run.longest, "C": classes}
         cap = self.ell_cap(gb)
         k = run.checkpoint("forward_backward_graph_prob", checkpoint, cap, **sizes)
         w = run.workspaces("forward_backward_graph_prob", cap, checkpoint=k, **sizes)
@@ -847,8 +848,7 @@ class CPUBackend(Backend):
         run = self._ctc_run(p)
         order = run.order
         if self._settings["probability_space"]:
-            w = run.workspaces("ctc_forward_prob", T=int(p.lengths.max(initial=1)),
-                               C=classes)
+            w = run.workspaces("ctc_forward_prob", T=run.longest, C=classes)
             status = np.zeros(size, dtype=np.int8)
             self.kernel(f"ctc_forward_prob_{_DTYPE_NAME[dtype]}")(
                 p.emissions, p.lengths, order, p.targets, p.offsets, p.target_lengths,
@@ -899,7 +899,7 @@ class CPUBackend(Backend):
             return scores, self.zeros_like_emissions(p.emissions)
         grad = self.empty_like_emissions(p.emissions)
         run = self._ctc_run(p)
-        sizes = {"T": int(p.lengths.max(initial=1)), "C": classes}
+        sizes = {"T": run.longest, "C": classes}
         k = run.checkpoint("ctc_forward_backward_prob", checkpoint, **sizes)
         w = run.workspaces("ctc_forward_backward_prob", checkpoint=k, **sizes)
         status = np.zeros(size, dtype=np.int8)
