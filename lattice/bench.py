@@ -2,12 +2,14 @@
 
 Every implementation computes the summed CTC loss of the same seeded batch (forward)
 and its gradient with respect to the log-probabilities (forward + backward), with the
-same number of threads. The table gives the median time of several runs and the
-ratio other / lattice (above 1: lattice is faster), and, for forward + backward, the
-largest error of lattice's and torch's gradients against torch's float64 gradient
-of the same inputs (lattice's gradient is minus the posterior, torch's assumes
-log-softmax inputs and adds their softmax: the reference is converted for each). The asv suite in
-``asv_benchmarks/`` measures the same things and more, over time. The command line
+same number of threads. The table gives the median time per call over several
+samples, each a loop of calls at least ``MIN_SAMPLE_MS`` long (:func:`median_ms`),
+and the ratio other / lattice (above 1: lattice is faster), and, for forward +
+backward, the largest error of lattice's and torch's gradients against torch's
+float64 gradient of the same inputs (lattice's gradient is minus the posterior,
+torch's assumes log-softmax inputs and adds their softmax: the reference is
+converted for each). The asv suite in ``asv_benchmarks/`` measures the same things
+and more, over time. The command line
 is :mod:`lattice.cli.bench`; torch (and jax) are imported only when measuring.
 """
 
@@ -17,8 +19,8 @@ import time
 
 import numpy as np
 
-__all__ = ["SHAPES", "ctc_problem", "format_table", "gradient_errors", "median_ms",
-           "run_bench"]
+__all__ = ["MIN_SAMPLE_MS", "SHAPES", "ctc_problem", "format_table", "gradient_errors",
+           "median_ms", "run_bench"]
 
 # (B, T, C, S): batch, frames, classes, target length
 SHAPES = [(16, 200, 32, 40), (32, 500, 64, 100), (32, 1000, 64, 200), (8, 2000, 512, 400)]
@@ -150,10 +152,32 @@ def gradient_errors(log_probs, targets):
     }
 
 
-def median_ms(fn, repeat, sync=None):
-    """The median milliseconds of ``repeat`` calls of ``fn`` after one warm-up (which
-    compiles jax's functions and CuPy's kernels); ``sync``, if given, is called
-    after each run, inside the timing (a device synchronisation).
+# The shortest sample median_ms times: a call of about 1 ms timed alone moved by
+# 40-100 % between samples (the scheduler, and XLA's threads still busy after
+# optax's call), which decided whether the smallest shape read 3x or 5x torch; a
+# loop of calls this long moves by a few percent, as asv's and timeit's samples do.
+MIN_SAMPLE_MS = 20.0
+
+
+def median_ms(fn, repeat, sync=None, min_sample_ms=MIN_SAMPLE_MS):
+    """The median milliseconds per call of ``fn`` over ``repeat`` samples.
+
+    As asv and ``timeit`` time: after one warm-up call (which compiles jax's
+    functions and CuPy's kernels), the number of calls ``n`` in a sample is
+    found (1, 2, 5, 10, 20, 50, ... until ``n`` calls take at least
+    ``min_sample_ms``); each sample then times ``n`` calls in a row and gives
+    their mean, and the median of the samples is returned. A call that takes
+    ``min_sample_ms`` or longer is timed one at a time. ``sync``, if given, is
+    called after each call, inside the timing (a device synchronisation).
+
+    Parameters
+    ----------
+    fn : callable
+    repeat : int
+        Samples (>= 1).
+    sync : callable, optional
+    min_sample_ms : float, default MIN_SAMPLE_MS (20)
+        The shortest sample; 0 times one call per sample.
 
     Examples
     --------
@@ -161,16 +185,22 @@ def median_ms(fn, repeat, sync=None):
     >>> median_ms(lambda: sum(range(1000)), 3) > 0
     True
     """
-    fn()
-    if sync is not None:
-        sync()
-    times = []
-    for _ in range(repeat):
+
+    def sample(n):
         start = time.perf_counter()
-        fn()
-        if sync is not None:
-            sync()
-        times.append(time.perf_counter() - start)
+        for _ in range(n):
+            fn()
+            if sync is not None:
+                sync()
+        return time.perf_counter() - start
+
+    sample(1)  # the warm-up
+    n, steps = 1, (2, 2.5, 2)  # 1, 2, 5, 10, 20, 50, ...
+    k = 0
+    while sample(n) * 1e3 < min_sample_ms:
+        n = int(n * steps[k % 3])
+        k += 1
+    times = [sample(n) / n for _ in range(repeat)]
     return float(np.median(times)) * 1e3
 
 
@@ -206,7 +236,8 @@ def run_bench(shapes=SHAPES, dtypes=("float32",), threads=2, repeat=5, progress=
     threads : int
         Threads for every implementation (lattice and torch; XLA uses its own).
     repeat : int
-        Timed runs per measurement (after one warm-up); the median is reported.
+        Timed samples per measurement (:func:`median_ms`: after one warm-up, each
+        a loop of calls at least ``MIN_SAMPLE_MS`` long); the median is reported.
     progress : callable, optional
         Called with a short string before each measurement.
 

@@ -23,6 +23,44 @@ def test_run_bench_measures_every_pass_and_implementation():
         assert ("error" in row) == (row["pass"] == "forward+backward")
 
 
+class _Clock:
+    """A fake perf_counter that only the timed function moves: ``step`` seconds a
+    call."""
+
+    def __init__(self, step):
+        self.now, self.step, self.calls, self.syncs = 0.0, step, 0, 0
+
+    def __call__(self):
+        return self.now
+
+    def call(self):
+        self.now += self.step
+        self.calls += 1
+
+    def sync(self):
+        self.syncs += 1
+
+
+@pytest.mark.parametrize("step_ms, n", [(3.0, 2), (30.0, 1), (0.0011, 5000)])
+def test_median_ms_times_loops_of_calls_at_least_min_sample_long(monkeypatch, step_ms, n):
+    """After a warm-up call, n grows 1, 2, 5, 10, ... until n calls last 5 ms; then
+    each of the 3 samples times n calls and gives their mean."""
+    clock = _Clock(step_ms / 1e3)
+    monkeypatch.setattr(bench.time, "perf_counter", clock)
+    ms = bench.median_ms(clock.call, 3, clock.sync, min_sample_ms=5)
+    assert ms == pytest.approx(step_ms)
+    tries = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
+    calibration = sum(tries[: tries.index(n) + 1])
+    assert clock.calls == clock.syncs == 1 + calibration + 3 * n
+
+
+def test_median_ms_without_min_sample_times_single_calls(monkeypatch):
+    clock = _Clock(1e-6)
+    monkeypatch.setattr(bench.time, "perf_counter", clock)
+    assert bench.median_ms(clock.call, 4, min_sample_ms=0) == pytest.approx(1e-3)
+    assert clock.calls == 1 + 1 + 4 and clock.syncs == 0
+
+
 def test_gradient_errors_against_float64():
     """lattice's float32 gradient is exact to float32 rounding; torch's float32 one
     is not on a long input; in float64 both are the reference's (torch's exactly)."""

@@ -31,7 +31,8 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, default=2,
                         help="threads for lattice and torch (default: 2)")
     parser.add_argument("--repeat", type=int, default=5,
-                        help="timed runs per measurement; the median is shown (default: 5)")
+                        help="timed samples per measurement, each a loop of calls of at "
+                             "least 20 ms; the median is shown (default: 5)")
     parser.add_argument("--quick", action="store_true",
                         help="only the two smallest shapes (with --device cuda: the first "
                              "shape, no alignment)")
@@ -72,7 +73,7 @@ def main(args):
     if getattr(args, "device", "cpu") == "cuda":
         return _main_cuda(args, dtypes)
     shapes = bench.SHAPES[:2] if args.quick else bench.SHAPES
-    print(f"CTC loss, {args.threads} thread(s), median of {args.repeat}; "
+    print(f"CTC loss, {args.threads} thread(s), median of {args.repeat} samples; "
           f"implementations: {', '.join(available)}", flush=True)
     # progress overwrites one line on a terminal; captured output gets none of it
     # (carriage returns would run every message into one long line)
@@ -104,7 +105,7 @@ def _main_cuda(args, dtypes):
         print("lattice bench --device cuda: torch sees no CUDA device", file=sys.stderr)
         return 1
     shapes = bench_cuda.GPU_SHAPES[:1] if args.quick else bench_cuda.GPU_SHAPES
-    print(f"CTC loss on {torch.cuda.get_device_name()}, median of {args.repeat}; "
+    print(f"CTC loss on {torch.cuda.get_device_name()}, median of {args.repeat} samples; "
           "implementations: lattice (GPU backend), torch (CUDA)", flush=True)
     print(bench.format_table(bench_cuda.run_cuda_bench(shapes, dtypes, args.repeat)),
           flush=True)
