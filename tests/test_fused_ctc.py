@@ -215,6 +215,30 @@ def test_long_inputs_and_tight_bands(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("classes", [12, 90, 700])
+def test_many_classes_and_runs_of_frames(dtype, classes, log_space_recomputations):
+    """The forward computes the emission probabilities of several frames at once
+    (16 frames of few classes, fewer of many, one of more than 512): inputs whose
+    length is no multiple of those runs, checkpoints that start blocks inside
+    them, and a frame the check refuses in the middle of a run (its example alone
+    is recomputed, exactly)."""
+    rng = np.random.default_rng(classes)
+    frames = 61
+    e = _log_softmax(rng.normal(size=(4, frames, classes)))
+    targets = [rng.integers(1, classes, size=n) for n in (25, 9, 25, 0)]
+    lengths = np.array([frames, 37, 50, 20])
+    e[2, 21, targets[2][3]] = e[2, 21].max() - 800  # refused: beyond 700 nats
+    e = e.astype(dtype)
+    full = lattice.ctc_forward_backward(e, targets, lengths)
+    assert log_space_recomputations == [1]
+    _assert_within_contract(full, e, targets, lengths, 0)
+    for checkpoint in (5, 18):
+        got = lattice.ctc_forward_backward(e, targets, lengths, checkpoint=checkpoint)
+        _assert_same_bits(got.score, full.score)
+        _assert_same_bits(got.emission_grad, full.emission_grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_clean_inputs_are_never_refused(dtype, log_space_recomputations):
     """Random log-softmax scores, tight and loose bands, repeats, one frame: the
     probability-space check passes every example (a kernel reading a cell it never
