@@ -217,7 +217,7 @@ def test_long_inputs_and_tight_bands(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("classes", [12, 90, 700])
 def test_many_classes_and_runs_of_frames(dtype, classes, log_space_recomputations):
-    """The forward computes the emission probabilities of several frames at once
+    """The forwards compute the emission probabilities of several frames at once
     (16 frames of few classes, fewer of many, one of more than 512): inputs whose
     length is no multiple of those runs, checkpoints that start blocks inside
     them, and a frame the check refuses in the middle of a run (its example alone
@@ -232,6 +232,10 @@ def test_many_classes_and_runs_of_frames(dtype, classes, log_space_recomputation
     full = lattice.ctc_forward_backward(e, targets, lengths)
     assert log_space_recomputations == [1]
     _assert_within_contract(full, e, targets, lengths, 0)
+    # the forward alone, whose runs lie in a buffer of their own (the refused
+    # frame's block goes on in log space)
+    score = lattice.ctc_score(e, targets, lengths)
+    _assert_within_contract(full._replace(score=score), e, targets, lengths, 0)
     for checkpoint in (5, 18):
         got = lattice.ctc_forward_backward(e, targets, lengths, checkpoint=checkpoint)
         _assert_same_bits(got.score, full.score)

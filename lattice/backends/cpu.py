@@ -198,6 +198,8 @@ WORKSPACES = {
         # emissions of the classes its target uses
         "graph64": ("double", (MAX_BAND + 2) * S + MAX_BAND - 1),
         "row64": ("double", (S - 1) // 2 + 1),
+        # the emission probabilities of a run of frames, computed at once
+        "runs": ("double", max(_core.EXP_RUN_VALUES, (S - 1) // 2 + 1)),
     },
     "ctc_forward_backward_prob": lambda S, A, K, table, checkpoint=INT32_MAX, T=1, C=1: {
         "alpha": ("double", table(BAND_PAD, _fb_rows(checkpoint)), "table"),
@@ -854,7 +856,7 @@ class CPUBackend(Backend):
                 p.emissions, p.lengths, order, p.targets, p.offsets, p.target_lengths,
                 p.blank, p.band, w["ring"], w["backup"], w["frames"], w["work"],
                 w["iwork"], w["graph"], w["graph_labels"], w["scratch"],
-                w["bp_scratch"], w["graph64"], w["row64"], scores, status,
+                w["bp_scratch"], w["graph64"], w["row64"], w["runs"], scores, status,
                 run.num_threads,
             )  # fmt: skip
             order = order[status[order] != 0]  # those handed back, longest first
