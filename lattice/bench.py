@@ -9,8 +9,8 @@ backward, the largest error of lattice's and torch's gradients against torch's
 float64 gradient of the same inputs (lattice's gradient is minus the posterior,
 torch's assumes log-softmax inputs and adds their softmax: the reference is
 converted for each). The asv suite in ``asv_benchmarks/`` measures the same things
-and more, over time. The command line
-is :mod:`lattice.cli.bench`; torch (and jax) are imported only when measuring.
+and more, over time. The command line is :mod:`lattice.cli.bench`; torch (and jax)
+are imported only when measuring.
 """
 
 from __future__ import annotations
